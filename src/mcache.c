@@ -1,0 +1,361 @@
+/*
+ * mcache.c: the per-thread cache.
+ *
+ * Owns: each thread's current span per span class (the malloc fast path
+ * reads nothing else), the spans the thread owns besides those, its page
+ * cache, its statistics counters, and thread setup and exit.
+ * Go counterpart: mcache.go (per P in Go; per thread here, since C threads
+ * are not multiplexed over a fixed set of Ps).
+ *
+ * Span ownership (our addition; Go reclaims by sweeping and hands every
+ * used-up span back to mcentral): a span this thread allocated from stays
+ * this thread's until it is empty or the thread exits. The thread keeps it
+ * on one of three places per span class:
+ *   alloc[spc]    the current span, allocation window loaded;
+ *   partial[spc]  owned spans with free objects, reused before mcentral;
+ *   full[spc]     owned spans with every object in use.
+ * The owner frees into all of them with plain stores (mspan.h), so a thread
+ * that frees what it allocated never executes an atomic instruction. Other
+ * threads' frees set remote bits; the first one after each drain pushes the
+ * span onto this cache's notify stack, which the owner drains when it next
+ * needs a span: their objects become reusable then. Measured on the churn
+ * and server workloads of bench/, this is what lets the fast paths stay
+ * atomic-free (see README.md, "Design").
+ *
+ * Each free by the owner counts in span.freed; when it reaches
+ * span.free_trigger the free path calls mcache_free_event: a full span
+ * becomes partial (trigger 1), a partial span that became empty goes back
+ * to the heap (trigger = live objects), the current span never triggers.
+ *
+ * Threads: the cache pointer is initial-exec TLS, starting at mcache_empty
+ * (every slot the empty span), so the first malloc of a thread lands in the
+ * slow path, which sets the thread up. A pthread key destructor hands
+ * everything back at thread exit. Threads without a cache of their own (one
+ * being set up, or past its exit) allocate from a shared fallback cache
+ * under a lock.
+ *
+ * Locking: a cache is touched only by its thread, except notify (lock-free
+ * stack), the statistics (read relaxed by stats.c) and the list of caches
+ * (list_lock, a leaf lock). The fallback cache is guarded by fallback_lock,
+ * the outermost lock of the library.
+ */
+#include "mcache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "malloc.h"
+#include "mcentral.h"
+#include "mheap.h"
+#include "print.h"
+
+mcache mcache_empty = {.alloc = {[0 ... NUM_SPAN_CLASSES - 1] = &emptyspan}};
+__thread mcache *tls_cache __attribute__((tls_model("initial-exec"))) = &mcache_empty;
+
+enum { THREAD_NEW = 0, THREAD_ACTIVE = 1, THREAD_SETUP = 2, THREAD_DEAD = 3 };
+static __thread int tls_state __attribute__((tls_model("initial-exec")));
+
+struct orphan_stats orphan_stats;
+
+static mutex list_lock;
+static mcache *all_caches;
+static mcache *fallback;
+static mutex fallback_lock;
+static pthread_key_t cache_key;
+
+/* ---- Owned-span lists -------------------------------------------------- */
+
+static mspan **list_head(mcache *c, mspan *s) {
+    return s->place == PLACE_PARTIAL ? &c->partial[s->spanclass] : &c->full[s->spanclass];
+}
+
+static void owned_push(mcache *c, mspan *s, uint8_t place) {
+    s->place = place;
+    mspan **head = list_head(c, s);
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+}
+
+static void owned_remove(mcache *c, mspan *s) {
+    mspan **head = list_head(c, s);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *head = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->place = PLACE_NONE;
+}
+
+/* s (current, or just taken from somewhere) stops being current: file it
+ * by how many objects live in it. */
+static void file_owned_span(mcache *c, mspan *s) {
+    span_writeback_window(s, c);
+    fold_freed(s, c);
+    uint32_t live = span_live_objects(s);
+    s->alloc_count = live;
+    if (live == 0) {
+        s->place = PLACE_NONE;
+        mcentral_release(s, c);
+    } else if (live < s->nelems) {
+        s->free_trigger = live;
+        owned_push(c, s, PLACE_PARTIAL);
+    } else {
+        s->free_trigger = 1;
+        owned_push(c, s, PLACE_FULL);
+    }
+}
+
+void mcache_keep_full(mcache *c, mspan *s) { file_owned_span(c, s); }
+
+/* A local free reached span.free_trigger (see the header comment). */
+void mcache_free_event(mcache *c, mspan *s) {
+    if (s->place == PLACE_FULL) {
+        owned_remove(c, s);
+        owned_push(c, s, PLACE_PARTIAL);
+        s->free_trigger = s->alloc_count;
+    }
+    if (s->place == PLACE_PARTIAL && s->freed >= s->alloc_count) {
+        /* Empty: its pages go back to the heap. */
+        owned_remove(c, s);
+        mcentral_release(s, c);
+    }
+}
+
+void mcache_drain_notify(mcache *c) {
+    mspan *list = atomic_exchange_explicit(&c->notify, NULL, memory_order_acq_rel);
+    while (list) {
+        mspan *s = list;
+        list = atomic_load_explicit(&s->notify_next, memory_order_relaxed);
+        atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_acq_rel);
+        uint32_t n = span_absorb_remote(s);
+        if (!n || (s->place != PLACE_PARTIAL && s->place != PLACE_FULL)) continue;
+        s->alloc_count -= n;
+        if (s->place == PLACE_FULL) {
+            owned_remove(c, s);
+            owned_push(c, s, PLACE_PARTIAL);
+        }
+        s->free_trigger = s->alloc_count;
+        if (s->freed >= s->alloc_count) {
+            owned_remove(c, s);
+            mcentral_release(s, c);
+        }
+    }
+}
+
+/* The current span of spc is used up: find another with free objects. */
+static mspan *refill(mcache *c, uint8_t spc) {
+    mspan *s = c->alloc[spc];
+    if (s != &emptyspan) {
+        if (span_next_window(s, c)) return s;
+        c->alloc[spc] = &emptyspan;
+        file_owned_span(c, s);
+    }
+    mcache_drain_notify(c);
+    while ((s = c->partial[spc]) != NULL) {
+        owned_remove(c, s);
+        fold_freed(s, c);
+        s->free_trigger = UINT32_MAX;
+        if (span_rescan(s, c)) {
+            s->place = PLACE_CURRENT;
+            c->alloc[spc] = s;
+            return s;
+        }
+        file_owned_span(c, s);
+    }
+    s = mcentral_cache_span(spc, c);
+    if (!s) return NULL;
+    s->place = PLACE_CURRENT;
+    c->alloc[spc] = s;
+    return s;
+}
+
+static void *cache_alloc(mcache *c, uint8_t spc) {
+    mspan *s = c->alloc[spc];
+    if (!s->alloc_cache) {
+        s = refill(c, spc);
+        if (!s) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    uint64_t cache = s->alloc_cache;
+    s->alloc_cache = cache & (cache - 1);
+    return (void *)(s->cache_base + (uintptr_t)__builtin_ctzll(cache) * s->elemsize);
+}
+
+void *mcache_alloc_slow(uint8_t spc) {
+    mcache *c = tls_cache;
+    if (c == &mcache_empty) {
+        c = mcache_for_thread();
+        if (!c) {
+            lock(&fallback_lock);
+            void *p = cache_alloc(fallback, spc);
+            unlock(&fallback_lock);
+            return p;
+        }
+    }
+    return cache_alloc(c, spc);
+}
+
+/* ---- Threads ----------------------------------------------------------- */
+
+static mcache *new_cache(bool is_fallback) {
+    mcache *c = fixalloc_alloc(&mheap_.cachealloc);
+    if (!c) return NULL;
+    for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) c->alloc[i] = &emptyspan;
+    c->fallback = is_fallback;
+    lock(&list_lock);
+    c->prev = NULL;
+    c->next = all_caches;
+    if (all_caches) all_caches->prev = c;
+    all_caches = c;
+    unlock(&list_lock);
+    return c;
+}
+
+static void fold_into_orphans(mcache *c) {
+    for (unsigned i = 0; i < NUM_SIZE_CLASSES; i++) {
+        atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], c->stats[i].nmalloc, memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_stats.nfree[i], c->stats[i].nfree, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&orphan_stats.large_nmalloc, c->large_nmalloc, memory_order_relaxed);
+    atomic_fetch_add_explicit(&orphan_stats.large_nfree, c->large_nfree, memory_order_relaxed);
+    atomic_fetch_add_explicit(&orphan_stats.large_alloc_bytes, c->large_alloc_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&orphan_stats.large_free_bytes, c->large_free_bytes, memory_order_relaxed);
+}
+
+static void delete_cache(mcache *c) {
+    lock(&list_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        all_caches = c->next;
+    if (c->next) c->next->prev = c->prev;
+    fold_into_orphans(c);
+    unlock(&list_lock);
+    fixalloc_free(&mheap_.cachealloc, c);
+}
+
+mcache *mcache_for_thread(void) {
+    if (tls_state != THREAD_NEW) return NULL; /* being set up, or exited */
+    malloc_init();
+    tls_state = THREAD_SETUP;
+    mcache *c = new_cache(false);
+    if (!c) {
+        tls_state = THREAD_NEW;
+        return NULL;
+    }
+    /* pthread_setspecific may allocate (key blocks past the first 32):
+     * that nested malloc sees THREAD_SETUP and uses the fallback. */
+    pthread_setspecific(cache_key, c);
+    tls_cache = c;
+    tls_state = THREAD_ACTIVE;
+    return c;
+}
+
+void mcache_release_all(mcache *c) {
+    mcache_drain_notify(c);
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+        mspan *s = c->alloc[spc];
+        if (s != &emptyspan) {
+            c->alloc[spc] = &emptyspan;
+            s->place = PLACE_NONE;
+            mcentral_release(s, c);
+        }
+        while ((s = c->partial[spc]) != NULL) {
+            owned_remove(c, s);
+            mcentral_release(s, c);
+        }
+        while ((s = c->full[spc]) != NULL) {
+            owned_remove(c, s);
+            mcentral_release(s, c);
+        }
+    }
+    mheap_flush_pagecache(&c->pcache);
+}
+
+void mcache_thread_exit(void *arg) {
+    mcache *c = arg;
+    int saved = errno;
+    /* From here on this thread allocates from the fallback cache. */
+    tls_cache = &mcache_empty;
+    tls_state = THREAD_DEAD;
+    mcache_release_all(c);
+    delete_cache(c);
+    errno = saved;
+}
+
+void mcache_init(void) {
+    mutex_reinit(&list_lock);
+    mutex_reinit(&fallback_lock);
+    if (pthread_key_create(&cache_key, mcache_thread_exit) != 0) throw("pthread_key_create failed");
+    fallback = new_cache(true);
+    if (!fallback) throw("out of memory for the fallback cache");
+}
+
+void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4], uint32_t *nthreads) {
+    memset(out, 0, sizeof(struct class_stats) * NUM_SIZE_CLASSES);
+    memset(large, 0, sizeof(uint64_t) * 4);
+    uint32_t n = 0;
+    lock(&list_lock);
+    for (mcache *c = all_caches; c; c = c->next) {
+        for (unsigned i = 0; i < NUM_SIZE_CLASSES; i++) {
+            out[i].nmalloc += __atomic_load_n(&c->stats[i].nmalloc, __ATOMIC_RELAXED);
+            out[i].nfree += __atomic_load_n(&c->stats[i].nfree, __ATOMIC_RELAXED);
+        }
+        large[0] += __atomic_load_n(&c->large_nmalloc, __ATOMIC_RELAXED);
+        large[1] += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
+        large[2] += __atomic_load_n(&c->large_alloc_bytes, __ATOMIC_RELAXED);
+        large[3] += __atomic_load_n(&c->large_free_bytes, __ATOMIC_RELAXED);
+        if (!c->fallback) n++;
+        /* Slots still free in the current windows were counted as allocated
+         * when the windows were loaded (racy read: exact at quiescence). */
+        for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+            mspan *s = __atomic_load_n(&c->alloc[spc], __ATOMIC_RELAXED);
+            if (s == &emptyspan) continue;
+            unsigned k = (unsigned)__builtin_popcountll(__atomic_load_n(&s->alloc_cache, __ATOMIC_RELAXED));
+            struct class_stats *o = &out[spanclass_sizeclass((uint8_t)spc)];
+            o->nmalloc = o->nmalloc >= k ? o->nmalloc - k : 0;
+        }
+    }
+    for (unsigned i = 0; i < NUM_SIZE_CLASSES; i++) {
+        out[i].nmalloc += atomic_load_explicit(&orphan_stats.nmalloc[i], memory_order_relaxed);
+        out[i].nfree += atomic_load_explicit(&orphan_stats.nfree[i], memory_order_relaxed);
+    }
+    large[0] += atomic_load_explicit(&orphan_stats.large_nmalloc, memory_order_relaxed);
+    large[1] += atomic_load_explicit(&orphan_stats.large_nfree, memory_order_relaxed);
+    large[2] += atomic_load_explicit(&orphan_stats.large_alloc_bytes, memory_order_relaxed);
+    large[3] += atomic_load_explicit(&orphan_stats.large_free_bytes, memory_order_relaxed);
+    unlock(&list_lock);
+    *nthreads = n;
+}
+
+/* ---- fork ------------------------------------------------------------ */
+
+void mcache_fork_prepare(void) { lock(&fallback_lock); }
+void mcache_fork_parent(void) { unlock(&fallback_lock); }
+
+/* Child: only the forking thread survives. The caches of the others will
+ * never be used again: hand their spans back, then drop them. */
+void mcache_fork_child(void) {
+    mutex_reinit(&fallback_lock);
+    mutex_reinit(&list_lock);
+    for (;;) {
+        mcache *victim = NULL;
+        for (mcache *c = all_caches; c; c = c->next)
+            if (c != tls_cache && c != fallback) {
+                victim = c;
+                break;
+            }
+        if (!victim) break;
+        mcache_release_all(victim);
+        delete_cache(victim);
+    }
+}
+
+void mcache_list_lock(void) { lock(&list_lock); }
+void mcache_list_unlock(void) { unlock(&list_lock); }

@@ -1,0 +1,212 @@
+/*
+ * mcentral.c: one pool of unowned spans per span class.
+ *
+ * Owns: the partial list of each span class (unowned spans with free
+ * objects), adopting spans into a thread's cache, taking spans back from
+ * owners, and the state transitions of unowned spans driven by remote frees.
+ * Go counterpart: mcentral.go (cacheSpan, uncacheSpan, grow).
+ *
+ * Departures from Go, and why:
+ *  - Spans stay owned by the thread that allocates from them, current or
+ *    not (mcache.c), so that thread frees into them without atomics; a span
+ *    comes back here only when its owner exits, or when it is emptied with
+ *    remote frees still in flight. mcentral is then the exchange through
+ *    which those spans find a new owner, and the door to the page heap.
+ *  - Go's lock-free span sets are replaced by a lock and a doubly linked
+ *    list per class: a span must leave the partial list the moment its last
+ *    object dies (so its pages go back to the heap), which a set that only
+ *    pops from its head cannot do. The lock is taken per span transition,
+ *    never per object.
+ *
+ * Unowned span life (all under the class lock, decided by CAS on
+ * free_state so that racing remote frees are counted exactly once):
+ *   FULL    --first remote free-->        PARTIAL (pushed on the list)
+ *   PARTIAL --remote free of last object--> DEAD  (unlinked, pages freed)
+ *   PARTIAL --adopted by a refill-->        CACHED (owned, new generation)
+ * The remote free whose count increment makes count == alloc_count is the
+ * last one: every earlier free has set its bit and counted itself.
+ *
+ * Locking: mc->lock guards the list and every transition of an unowned span
+ * of the class; it is taken before the heap lock, never with another
+ * mcentral lock.
+ */
+#include "mcentral.h"
+
+#include <sched.h>
+
+#include "mcache.h"
+#include "mheap.h"
+#include "mspan.h"
+#include "print.h"
+
+void mcentral_init(mcentral *mc, uint8_t spanclass) {
+    mutex_reinit(&mc->lock);
+    mc->spanclass = spanclass;
+    mc->partial = NULL;
+    mc->npartial = 0;
+    mc->nfull = 0;
+}
+
+static void list_push(mcentral *mc, mspan *s) {
+    s->prev = NULL;
+    s->next = mc->partial;
+    if (mc->partial) mc->partial->prev = s;
+    mc->partial = s;
+    mc->npartial++;
+    s->place = PLACE_CENTRAL;
+}
+
+static void list_remove(mcentral *mc, mspan *s) {
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        mc->partial = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    mc->npartial--;
+    s->place = PLACE_NONE;
+}
+
+/* Replace the state of v (keeping count and class) by CAS; v is updated to
+ * the current value on failure. new_gen bumps the generation. */
+static bool cas_state(mspan *s, uint64_t *v, unsigned st, bool new_gen) {
+    uint64_t nv = fs_with_state(*v, st) & ~FS_NOTIFY;
+    if (new_gen) nv += FS_GEN_ONE;
+    return atomic_compare_exchange_strong_explicit(&s->free_state, v, nv, memory_order_acq_rel,
+                                                   memory_order_acquire);
+}
+
+mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
+    mcentral *mc = &mheap_.central[spc];
+    while (__atomic_load_n(&mc->partial, __ATOMIC_RELAXED)) {
+        lock(&mc->lock);
+        mspan *s = mc->partial;
+        if (!s) {
+            unlock(&mc->lock);
+            break;
+        }
+        list_remove(mc, s);
+        uint64_t v = span_free_state(s);
+        while (!cas_state(s, &v, SPAN_CACHED, true)) {
+        }
+        atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+        unlock(&mc->lock);
+        s->free_trigger = UINT32_MAX;
+        s->freed = 0;
+        if (span_rescan(s, c)) return s;
+        /* Every object is still in use (its free was a double free that
+         * the absorb rejected): keep it as an owned full span. */
+        mcache_keep_full(c, s);
+    }
+    uintptr_t npages = class_to_npages[spanclass_sizeclass(spc)];
+    mspan *s = mheap_alloc_span(npages, spc, c, 1);
+    if (!s) return NULL;
+    uint64_t v = span_free_state(s);
+    atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_CACHED), memory_order_release);
+    atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+    span_first_window(s, c);
+    return s;
+}
+
+void mcentral_release(mspan *s, mcache *c) {
+    mcentral *mc = &mheap_.central[s->spanclass];
+    span_writeback_window(s, c);
+    fold_freed(s, c);
+    for (;;) {
+        uint64_t v = span_free_state(s);
+        if (v & FS_NOTIFY) {
+            /* A remote thread is telling us about frees: take the span off
+             * our notify stack before giving it away. */
+            mcache_drain_notify(c);
+            sched_yield();
+            continue;
+        }
+        span_absorb_remote(s);
+        uint32_t live = span_live_objects(s);
+        lock(&mc->lock);
+        v = span_free_state(s);
+        if (v & FS_NOTIFY) {
+            unlock(&mc->lock);
+            continue;
+        }
+        s->alloc_count = live;
+        int32_t cnt = fs_count(v);
+        unsigned st;
+        if (cnt == (int32_t)live)
+            st = SPAN_DEAD; /* nothing lives (and no remote free in flight) */
+        else if (live == s->nelems && cnt <= 0)
+            st = SPAN_FULL;
+        else
+            st = SPAN_PARTIAL;
+        if (!cas_state(s, &v, st, true)) {
+            unlock(&mc->lock);
+            continue; /* a remote free moved the count: decide again */
+        }
+        atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+        s->place = PLACE_NONE;
+        if (st == SPAN_PARTIAL)
+            list_push(mc, s);
+        else if (st == SPAN_FULL)
+            mc->nfull++;
+        unlock(&mc->lock);
+        if (st == SPAN_DEAD) mheap_free_span(s);
+        return;
+    }
+}
+
+void mcentral_remote_transition(mspan *s, uint64_t seen) {
+    mcentral *mc = &mheap_.central[fs_class(seen)];
+    lock(&mc->lock);
+    uint64_t v = span_free_state(s);
+    for (;;) {
+        unsigned st = fs_state(v);
+        if (fs_gen(v) != fs_gen(seen) || (st != SPAN_FULL && st != SPAN_PARTIAL)) break;
+        if (fs_count(v) == (int32_t)s->alloc_count) {
+            /* The last object died. */
+            if (!cas_state(s, &v, SPAN_DEAD, true)) continue;
+            if (st == SPAN_PARTIAL)
+                list_remove(mc, s);
+            else
+                mc->nfull--;
+            unlock(&mc->lock);
+            mheap_free_span(s);
+            return;
+        }
+        if (st == SPAN_FULL && fs_count(v) > 0) {
+            if (!cas_state(s, &v, SPAN_PARTIAL, false)) continue;
+            mc->nfull--;
+            list_push(mc, s);
+        }
+        break;
+    }
+    unlock(&mc->lock);
+}
+
+void mcentral_notify_owner(mspan *s, uint64_t seen) {
+    (void)seen;
+    uint64_t v = atomic_fetch_or_explicit(&s->free_state, FS_NOTIFY, memory_order_acq_rel);
+    if (v & FS_NOTIFY) return; /* already on its owner's stack */
+    if (fs_state(v) == SPAN_CACHED) {
+        /* The owner cannot give the span up while NOTIFY is set, so the
+         * owner read here stays valid until it drains us. */
+        mcache *o = span_owner(s);
+        mspan *head = atomic_load_explicit(&o->notify, memory_order_relaxed);
+        do {
+            atomic_store_explicit(&s->notify_next, head, memory_order_relaxed);
+        } while (!atomic_compare_exchange_weak_explicit(&o->notify, &head, s, memory_order_release,
+                                                        memory_order_relaxed));
+        return;
+    }
+    /* The span left its owner between our count and our flag: undo the
+     * flag in that generation only, then act as a free into an unowned span. */
+    uint64_t cur = v | FS_NOTIFY;
+    while (fs_gen(cur) == fs_gen(v) && (cur & FS_NOTIFY)) {
+        if (atomic_compare_exchange_weak_explicit(&s->free_state, &cur, cur & ~FS_NOTIFY, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    cur = span_free_state(s);
+    unsigned st = fs_state(cur);
+    if (st == SPAN_FULL || (st == SPAN_PARTIAL && fs_count(cur) == (int32_t)s->alloc_count))
+        mcentral_remote_transition(s, cur);
+}

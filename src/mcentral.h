@@ -1,0 +1,33 @@
+/*
+ * mcentral.h: shared pool of unowned spans, one per span class (interface
+ * of mcentral.c). Go counterpart: mcentral.go.
+ */
+#ifndef GOMALLOC_MCENTRAL_H
+#define GOMALLOC_MCENTRAL_H
+
+#include "internal.h"
+#include "lock.h"
+
+struct mcentral {
+    mutex lock;        /* guards partial, npartial and every unowned span's transitions */
+    uint8_t spanclass;
+    mspan *partial;    /* unowned spans with free objects (doubly linked) */
+    uint64_t npartial; /* length of partial */
+    uint64_t nfull;    /* unowned full spans (on no list) */
+} __attribute__((aligned(CACHE_LINE)));
+
+void mcentral_init(mcentral *mc, uint8_t spanclass);
+/* A span of class spc owned by c, with an allocation window loaded: an
+ * unowned partial span if there is one, else a new span from the heap.
+ * NULL when the heap cannot grow. */
+mspan *mcentral_cache_span(uint8_t spc, mcache *c);
+/* The owner gives s up (it is on none of the owner's lists): s becomes
+ * unowned partial or full, or goes back to the heap if nothing in it lives. */
+void mcentral_release(mspan *s, mcache *c);
+/* Remote free into an unowned span whose free_state became `seen`: move a
+ * full span to the partial list, or free a span whose last object died. */
+void mcentral_remote_transition(mspan *s, uint64_t seen);
+/* Remote free into an owned span: tell the owner (once per drain). */
+void mcentral_notify_owner(mspan *s, uint64_t seen);
+
+#endif /* GOMALLOC_MCENTRAL_H */

@@ -1,0 +1,215 @@
+/*
+ * mheap.c: the page heap. Spans of N pages, large objects, heap growth.
+ *
+ * Owns: allocating and freeing spans (runs of pages) through the page
+ * allocator, growing the heap from reserved arenas, the span records, the
+ * mcentral array, and the heap-level statistics.
+ * Go counterpart: mheap.go (allocSpan, freeSpan, grow, initSpan).
+ *
+ * Paths:
+ *  - A small span (< 16 pages) is carved lock-free from the calling
+ *    thread's page cache when it can be; the cache is refilled 64 pages at a
+ *    time under the heap lock (Go: pageCache, allocToCache).
+ *  - Otherwise the heap lock is taken and the page allocator searched; on
+ *    failure the heap grows by whole 4 MiB chunks from the current arena
+ *    reservation, reserving new arenas as needed (Go: mheap.grow).
+ *  - New memory arrives Prepared (counted as released); pages that were
+ *    scavenged are made Ready again when they are handed out (sys_used).
+ *  - needzero: a span needs zeroing unless all of its pages lie above the
+ *    arena's zeroed-base mark or were all scavenged (MADV_DONTNEED pages
+ *    read back as zero).
+ *
+ * Span records come from fixallocs, one per bitmap size (a span of 8-byte
+ * objects needs 16 words per bitmap, a 4 KiB-object span one word). They
+ * are never zeroed on reuse: the free_state generation must survive so that
+ * threads holding an old snapshot notice the record moved on.
+ *
+ * Locking: the heap lock guards the page allocator, growth and cur_arena;
+ * it is never taken on the malloc or free fast paths. Callers may hold an
+ * mcentral lock (lock order: mcentral before heap). Record fixallocs have
+ * their own leaf locks.
+ */
+#include "mheap.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "mcache.h"
+#include "mspan.h"
+#include "options.h"
+#include "os.h"
+#include "print.h"
+
+struct mheap mheap_;
+
+static const uint8_t record_words[SPAN_RECORD_KINDS] = {0, 1, 2, 4, 8, 16};
+
+static unsigned record_kind_for(unsigned nwords) {
+    unsigned k = 0;
+    while (record_words[k] < nwords) k++;
+    return k;
+}
+
+void mheap_init(void) {
+    mutex_reinit(&mheap_.lock);
+    if (pages_init(&mheap_.pages) != 0) throw("cannot reserve page-allocator summaries");
+    for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
+        fixalloc_init(&mheap_.spanalloc[k], sizeof(mspan) + 2 * sizeof(uint64_t) * record_words[k], 0,
+                      &metastats.mspan);
+    fixalloc_init(&mheap_.cachealloc, sizeof(mcache), 1, &metastats.mcache);
+    for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mcentral_init(&mheap_.central[i], (uint8_t)i);
+}
+
+/* Grow the heap by at least npages (heap lock held). */
+static bool mheap_grow(uintptr_t npages) {
+    uintptr_t ask = round_up(npages, CHUNK_PAGES) * PAGE_SIZE;
+    if (mheap_.cur_arena_end - mheap_.cur_arena_base < ask) {
+        uintptr_t got = 0;
+        uintptr_t base = arena_reserve(ask, &got);
+        if (!base) return false;
+        if (base == mheap_.cur_arena_end) {
+            mheap_.cur_arena_end += got;
+        } else {
+            /* Not contiguous: hand the rest of the old region to the page
+             * allocator first, so no reserved space is lost. */
+            uintptr_t left = mheap_.cur_arena_end - mheap_.cur_arena_base;
+            if (left && sys_map((void *)mheap_.cur_arena_base, left, &mheap_.heap_sys_stat) == 0 &&
+                pages_grow(&mheap_.pages, mheap_.cur_arena_base, left) == 0)
+                mheap_.heap_sys += left;
+            mheap_.cur_arena_base = base;
+            mheap_.cur_arena_end = base + got;
+        }
+    }
+    uintptr_t v = mheap_.cur_arena_base;
+    if (sys_map((void *)v, ask, &mheap_.heap_sys_stat) != 0) return false;
+    if (pages_grow(&mheap_.pages, v, ask) != 0) {
+        /* Metadata exhausted: undo the mapping, keep the reservation. */
+        sys_fault((void *)v, ask);
+        return false;
+    }
+    mheap_.cur_arena_base += ask;
+    mheap_.heap_sys += ask;
+    if (options.verbose)
+        print_err("gomalloc: heap grew by %zu KiB at %p (heap %zu KiB)\n", (size_t)(ask >> 10), (void *)v,
+                  (size_t)(mheap_.heap_sys >> 10));
+    return true;
+}
+
+static uintptr_t alloc_pages_locked(uintptr_t npages, uintptr_t align_pages, uintptr_t *scav) {
+    uintptr_t base = pages_alloc_aligned(&mheap_.pages, npages, align_pages, scav);
+    if (!base && mheap_grow(npages + (align_pages > 1 ? align_pages - 1 : 0)))
+        base = pages_alloc_aligned(&mheap_.pages, npages, align_pages, scav);
+    return base;
+}
+
+mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages) {
+    unsigned cls = spanclass_sizeclass(spanclass);
+    unsigned nwords = cls ? (class_to_nelems[cls] + 63u) / 64u : 0;
+    unsigned kind = record_kind_for(nwords);
+    mspan *s = fixalloc_alloc(&mheap_.spanalloc[kind]);
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    s->record_kind = (uint8_t)kind;
+    uintptr_t base = 0, scav = 0;
+    if (c && npages < PAGE_CACHE_MAX_ALLOC && align_pages <= 1) {
+        if (pagecache_empty(&c->pcache)) {
+            lock(&mheap_.lock);
+            c->pcache = pages_alloc_to_cache(&mheap_.pages);
+            if (pagecache_empty(&c->pcache) && mheap_grow(PAGE_CACHE_PAGES))
+                c->pcache = pages_alloc_to_cache(&mheap_.pages);
+            unlock(&mheap_.lock);
+            atomic_fetch_add_explicit(&mheap_.pagecache_free, (uint64_t)__builtin_popcountll(c->pcache.cache),
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&mheap_.pagecache_scav, (uint64_t)__builtin_popcountll(c->pcache.scav),
+                                      memory_order_relaxed);
+        }
+        base = pagecache_alloc(&c->pcache, npages, &scav);
+        if (base) {
+            atomic_fetch_sub_explicit(&mheap_.pagecache_free, npages, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&mheap_.pagecache_scav, scav, memory_order_relaxed);
+        }
+    }
+    if (!base) {
+        lock(&mheap_.lock);
+        base = alloc_pages_locked(npages, align_pages, &scav);
+        unlock(&mheap_.lock);
+    }
+    if (!base) {
+        fixalloc_free(&mheap_.spanalloc[kind], s);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (scav && sys_used((void *)base, npages * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
+        lock(&mheap_.lock);
+        pages_free(&mheap_.pages, base, npages);
+        unlock(&mheap_.lock);
+        fixalloc_free(&mheap_.spanalloc[kind], s);
+        errno = ENOMEM;
+        return NULL;
+    }
+    bool needzero = arena_needs_zero(base, npages) && scav < npages;
+    if (cls)
+        span_init_small(s, spanclass, base, npages, needzero);
+    else
+        span_init_large(s, spanclass, base, npages, needzero);
+    arena_set_spans(base, npages, s);
+    atomic_fetch_add_explicit(&mheap_.pages_inuse, npages, memory_order_relaxed);
+    return s;
+}
+
+void mheap_free_span(mspan *s) {
+    uintptr_t base = s->base, npages = s->npages;
+    if (fs_state(span_free_state(s)) != SPAN_DEAD) throw("freeing span %p that is not dead", (void *)base);
+    lock(&mheap_.lock);
+    pages_free(&mheap_.pages, base, npages);
+    unlock(&mheap_.lock);
+    atomic_fetch_sub_explicit(&mheap_.pages_inuse, npages, memory_order_relaxed);
+    fixalloc_free(&mheap_.spanalloc[s->record_kind], s);
+}
+
+bool mheap_grow_large(mspan *s, uintptr_t new_npages) {
+    uintptr_t extra = new_npages - s->npages, scav = 0;
+    lock(&mheap_.lock);
+    bool ok = pages_extend(&mheap_.pages, s->base, s->npages, extra, &scav);
+    unlock(&mheap_.lock);
+    if (!ok) return false;
+    uintptr_t start = s->base + s->npages * PAGE_SIZE;
+    if (scav && sys_used((void *)start, extra * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
+        lock(&mheap_.lock);
+        pages_free(&mheap_.pages, start, extra);
+        unlock(&mheap_.lock);
+        return false;
+    }
+    if (arena_needs_zero(start, extra) && scav < extra) s->needzero = 1;
+    arena_set_spans(start, extra, s);
+    s->npages = new_npages;
+    s->elemsize = new_npages * PAGE_SIZE;
+    s->limit = s->base + s->elemsize;
+    atomic_fetch_add_explicit(&mheap_.pages_inuse, extra, memory_order_relaxed);
+    return true;
+}
+
+void mheap_shrink_large(mspan *s, uintptr_t new_npages) {
+    uintptr_t extra = s->npages - new_npages;
+    uintptr_t start = s->base + new_npages * PAGE_SIZE;
+    s->npages = new_npages;
+    s->elemsize = new_npages * PAGE_SIZE;
+    s->limit = s->base + s->elemsize;
+    lock(&mheap_.lock);
+    pages_free(&mheap_.pages, start, extra);
+    unlock(&mheap_.lock);
+    atomic_fetch_sub_explicit(&mheap_.pages_inuse, extra, memory_order_relaxed);
+}
+
+void mheap_flush_pagecache(page_cache *pc) {
+    if (pagecache_empty(pc)) return;
+    uint64_t n = (uint64_t)__builtin_popcountll(pc->cache), sc = (uint64_t)__builtin_popcountll(pc->scav);
+    lock(&mheap_.lock);
+    pagecache_flush(&mheap_.pages, pc);
+    unlock(&mheap_.lock);
+    atomic_fetch_sub_explicit(&mheap_.pagecache_free, n, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&mheap_.pagecache_scav, sc, memory_order_relaxed);
+}

@@ -1,0 +1,49 @@
+/*
+ * mheap.h: the page heap (interface of mheap.c). Go counterpart: mheap.go.
+ */
+#ifndef GOMALLOC_MHEAP_H
+#define GOMALLOC_MHEAP_H
+
+#include "fixalloc.h"
+#include "internal.h"
+#include "lock.h"
+#include "mcentral.h"
+#include "pagealloc.h"
+
+/* Span records come in kinds by bitmap size: 0, 1, 2, 4, 8, 16 words. */
+#define SPAN_RECORD_KINDS 6
+
+struct mheap {
+    mutex lock; /* the heap lock: pages, growth, cur_arena, large stats */
+    struct page_alloc pages;
+    uintptr_t cur_arena_base, cur_arena_end; /* reserved, not yet given to pages */
+    fixalloc spanalloc[SPAN_RECORD_KINDS];
+    fixalloc cachealloc;
+
+    /* Statistics (bytes are pages * PAGE_SIZE). */
+    _Atomic uint64_t pages_inuse;    /* pages of in-use spans */
+    _Atomic uint64_t pagecache_free; /* pages held by per-thread page caches */
+    _Atomic uint64_t pagecache_scav; /* ... of which scavenged */
+    uint64_t heap_sys;               /* bytes given to the page allocator (heap lock) */
+    sysstat heap_sys_stat;           /* the same, as an OS-layer purpose counter */
+
+    mcentral central[NUM_SPAN_CLASSES];
+};
+extern struct mheap mheap_;
+
+void mheap_init(void);
+/* A span of npages for span class spanclass (size class 0: a large object),
+ * initialised, in use, its pages recorded in the arena index. c (may be NULL)
+ * lends its page cache. align_pages > 1 aligns the base (large spans).
+ * NULL with errno ENOMEM on failure. */
+mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages);
+/* Return a dead span's pages to the page allocator and its record. */
+void mheap_free_span(mspan *s);
+/* Large spans: grow in place if the following pages are free / give back
+ * the tail. */
+bool mheap_grow_large(mspan *s, uintptr_t new_npages);
+void mheap_shrink_large(mspan *s, uintptr_t new_npages);
+/* Give a page cache's pages back (heap lock taken inside). */
+void mheap_flush_pagecache(page_cache *pc);
+
+#endif /* GOMALLOC_MHEAP_H */

@@ -1,0 +1,227 @@
+/*
+ * mspan.c: objects inside a span. See mspan.h for the record and its rules.
+ *
+ * Go counterpart: the allocation-bitmap half of mbitmap.go (nextFreeIndex,
+ * refillAllocCache) and sweep (mgcsweep.go), which here becomes "absorb":
+ * the owner folds remote-free bits into the allocation bits.
+ *
+ * Allocation order inside a span is Go's: the owner moves a window of 64
+ * objects forward through the span (address order); objects freed behind
+ * the window are reused after the window reaches the end and the span is
+ * rescanned from the start. A rescan is what Go's sweep is to a span: it
+ * absorbs the remote frees first. A span freshly carved from the heap is
+ * not rescanned before its first pass ends, so while needzero says so its
+ * objects are known to be zero; every rescan that finds objects sets it.
+ *
+ * Locking: everything here is owner-only except span_free_remote, which
+ * any thread calls (atomics only, plus the mcentral lock for the rare
+ * transitions of unowned spans).
+ */
+#include "mspan.h"
+
+#include "mcache.h"
+#include "mcentral.h"
+#include "print.h"
+
+mspan emptyspan; /* alloc_cache 0, owner NULL, nelems 0 */
+
+static inline unsigned popcount64(uint64_t x) { return (unsigned)__builtin_popcountll(x); }
+
+/* Bits past nelems in the last word are permanently "in use". */
+static inline uint64_t tail_bits(unsigned nelems, unsigned w) {
+    unsigned first = w * 64;
+    if (nelems >= first + 64) return 0;
+    if (nelems <= first) return ~(uint64_t)0;
+    return ~(uint64_t)0 << (nelems - first);
+}
+
+void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero) {
+    unsigned cls = spanclass_sizeclass(spanclass);
+    s->alloc_cache = 0;
+    s->cache_base = base;
+    s->elemsize = class_to_size[cls];
+    atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+    s->base = base;
+    s->div_mul = class_to_divmagic[cls];
+    s->nelems = class_to_nelems[cls];
+    s->cache_word = 0;
+    s->freed = 0;
+    s->free_trigger = UINT32_MAX;
+    s->alloc_count = 0;
+    s->npages = npages;
+    s->limit = base + (uintptr_t)s->nelems * s->elemsize;
+    s->next = s->prev = NULL;
+    atomic_store_explicit(&s->notify_next, NULL, memory_order_relaxed);
+    s->spanclass = spanclass;
+    s->needzero = needzero;
+    s->nwords = (uint8_t)((s->nelems + 63) / 64);
+    s->place = PLACE_NONE;
+    for (unsigned w = 0; w < s->nwords; w++) {
+        span_set_alloc_word(s, w, tail_bits(s->nelems, w));
+        atomic_store_explicit(&s->bits[2 * w + 1], 0, memory_order_relaxed);
+    }
+    uint64_t old = atomic_load_explicit(&s->free_state, memory_order_relaxed);
+    atomic_store_explicit(&s->free_state, fs_new_epoch(old, SPAN_DEAD, spanclass), memory_order_release);
+}
+
+void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero) {
+    s->alloc_cache = 0;
+    s->cache_base = base;
+    s->elemsize = npages * PAGE_SIZE;
+    atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+    s->base = base;
+    s->div_mul = 0;
+    s->nelems = 1;
+    s->cache_word = 0;
+    s->freed = 0;
+    s->free_trigger = UINT32_MAX;
+    s->alloc_count = 1;
+    s->npages = npages;
+    s->limit = base + npages * PAGE_SIZE;
+    s->next = s->prev = NULL;
+    s->spanclass = spanclass;
+    s->needzero = needzero;
+    s->nwords = 0;
+    s->place = PLACE_NONE;
+    uint64_t old = atomic_load_explicit(&s->free_state, memory_order_relaxed);
+    atomic_store_explicit(&s->free_state, fs_new_epoch(old, SPAN_LARGE, spanclass), memory_order_release);
+}
+
+uintptr_t span_object_at(mspan *s, unsigned idx) { return s->base + (uintptr_t)idx * s->elemsize; }
+
+/* Make word w the allocation window. Every free slot in it now belongs to
+ * the cache, so its allocation word becomes all ones; they are counted as
+ * allocated now and uncounted if they are put back (span_writeback_window). */
+static void load_window(mspan *s, mcache *c, unsigned w, uint64_t free) {
+    span_set_alloc_word(s, w, ~(uint64_t)0);
+    s->alloc_cache = free;
+    s->cache_word = (uint16_t)w;
+    s->cache_base = s->base + (uintptr_t)w * 64 * s->elemsize;
+    stat_add(&c->stats[spanclass_sizeclass(s->spanclass)].nmalloc, popcount64(free));
+}
+
+/* Absorb the remote frees of s into its allocation bits (owner only).
+ * Returns the number of objects freed by them. A remote free of an object
+ * that is already free here is a double free: reported, and ignored. */
+uint32_t span_absorb_remote(mspan *s) {
+    uint32_t good = 0, all = 0;
+    for (unsigned w = 0; w < s->nwords; w++) {
+        if (!span_remote_word(s, w)) continue;
+        uint64_t r = atomic_exchange_explicit(&s->bits[2 * w + 1], 0, memory_order_acq_rel);
+        uint64_t a = span_alloc_word(s, w);
+        uint64_t in_use = a & ~(w == s->cache_word ? s->alloc_cache : 0);
+        uint64_t bad = r & ~in_use;
+        all += popcount64(r);
+        if (unlikely(bad)) {
+            do {
+                unsigned b = (unsigned)__builtin_ctzll(bad);
+                report_misuse("free", (void *)span_object_at(s, w * 64 + b), "double free (object already free)");
+                bad &= bad - 1;
+            } while (bad);
+            r &= in_use;
+        }
+        span_set_alloc_word(s, w, a & ~r);
+        good += popcount64(r);
+    }
+    if (all) atomic_fetch_sub_explicit(&s->free_state, all, memory_order_acq_rel);
+    return good;
+}
+
+/* Fold the local-free counter into the owner's statistics. */
+void fold_freed(mspan *s, mcache *c) {
+    if (s->freed) {
+        stat_add(&c->stats[spanclass_sizeclass(s->spanclass)].nfree, s->freed);
+        s->freed = 0;
+    }
+}
+
+/* The window is used up: find the next word with free objects. */
+bool span_next_window(mspan *s, mcache *c) {
+    for (unsigned w = s->cache_word + 1u; w < s->nwords; w++) {
+        uint64_t free = ~span_alloc_word(s, w);
+        if (free) {
+            load_window(s, c, w, free);
+            return true;
+        }
+    }
+    return span_rescan(s, c);
+}
+
+/* Start a new pass from the first object, after absorbing remote frees
+ * (Go's sweep, applied to one span by its owner). Returns false if the span
+ * has no free object. Objects found now may have been used before. */
+bool span_rescan(mspan *s, mcache *c) {
+    span_writeback_window(s, c);
+    span_absorb_remote(s);
+    fold_freed(s, c);
+    for (unsigned w = 0; w < s->nwords; w++) {
+        uint64_t free = ~span_alloc_word(s, w);
+        if (free) {
+            s->needzero = 1;
+            load_window(s, c, w, free);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* First window of a span fresh from the heap (nothing used yet). */
+void span_first_window(mspan *s, mcache *c) { load_window(s, c, 0, ~span_alloc_word(s, 0)); }
+
+/* Put the unused slots of the window back into the allocation bits. */
+void span_writeback_window(mspan *s, mcache *c) {
+    if (!s->alloc_cache) return;
+    unsigned w = s->cache_word;
+    span_set_alloc_word(s, w, span_alloc_word(s, w) & ~s->alloc_cache);
+    uint64_t n = popcount64(s->alloc_cache);
+    uint64_t *m = &c->stats[spanclass_sizeclass(s->spanclass)].nmalloc;
+    __atomic_store_n(m, __atomic_load_n(m, __ATOMIC_RELAXED) - n, __ATOMIC_RELAXED);
+    s->alloc_cache = 0;
+}
+
+/* Objects in use per the allocation bits (window written back). */
+uint32_t span_live_objects(mspan *s) {
+    uint32_t n = 0;
+    for (unsigned w = 0; w < s->nwords; w++) n += popcount64(span_alloc_word(s, w) & ~tail_bits(s->nelems, w));
+    return n;
+}
+
+/* Free object idx of s from a thread that does not own s. */
+void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c) {
+    unsigned w = (unsigned)(idx >> 6);
+    uint64_t bit = (uint64_t)1 << (idx & 63);
+    if (unlikely(!(span_alloc_word(s, w) & bit))) {
+        report_misuse("free", (void *)p, "double free (object is not allocated)");
+        return;
+    }
+    uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
+    if (unlikely(old & bit)) {
+        report_misuse("free", (void *)p, "double free (object already freed by another thread)");
+        return;
+    }
+    count_free(c, spanclass_sizeclass(s->spanclass));
+    uint64_t v = atomic_fetch_add_explicit(&s->free_state, 1, memory_order_acq_rel) + 1;
+    unsigned st = fs_state(v);
+    if (st == SPAN_CACHED) {
+        if (!(v & FS_NOTIFY)) mcentral_notify_owner(s, v);
+        return;
+    }
+    if (st == SPAN_FULL || (st == SPAN_PARTIAL && fs_count(v) == (int32_t)s->alloc_count))
+        mcentral_remote_transition(s, v);
+}
+
+void span_check(mspan *s) {
+    unsigned st = fs_state(span_free_state(s));
+    if (st == SPAN_LARGE || st == SPAN_DEAD) return;
+    if (s->nwords != (s->nelems + 63) / 64) throw("span %p: nwords %u for %u objects", (void *)s->base, s->nwords, s->nelems);
+    if (s->limit != s->base + (uintptr_t)s->nelems * s->elemsize) throw("span %p: bad limit", (void *)s->base);
+    for (unsigned w = 0; w < s->nwords; w++) {
+        uint64_t t = tail_bits(s->nelems, w);
+        if ((span_alloc_word(s, w) & t) != t) throw("span %p: tail bits of word %u cleared", (void *)s->base, w);
+        if (span_remote_word(s, w) & t) throw("span %p: remote free past the last object", (void *)s->base);
+    }
+    if (s->alloc_cache) {
+        if (s->cache_word >= s->nwords) throw("span %p: window %u out of range", (void *)s->base, s->cache_word);
+        if (s->alloc_cache & tail_bits(s->nelems, s->cache_word)) throw("span %p: window past the end", (void *)s->base);
+    }
+}

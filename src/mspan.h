@@ -1,0 +1,156 @@
+/*
+ * mspan.h: the span record and the bookkeeping of objects inside a span.
+ *
+ * A span is a run of pages. A small-object span is cut into nelems objects
+ * of one size class; a large span holds one object. Go counterpart: mspan
+ * (mheap.go) and the allocation-bitmap code of mbitmap.go.
+ *
+ * Objects are tracked Go's way, with bitmaps and no headers or free lists:
+ *
+ *   bits[2w]    allocation bits of objects 64w..64w+63 (1 = in use). Bits
+ *               past nelems are permanently 1. Written by the owner only.
+ *   bits[2w+1]  remote-free bits: objects freed by threads that do not own
+ *               the span, set with an atomic OR and absorbed by the owner.
+ *   alloc_cache the current 64-object window, inverted (1 = free), so the
+ *               fast path is count-trailing-zeros and clear-lowest-bit
+ *               (Go's allocCache). Loading a window sets its allocation word
+ *               to all ones: every free slot of the window is now the cache's.
+ *
+ * Ownership (a deliberate departure from Go, which frees by sweeping):
+ * a small span is owned by at most one mcache (thread). The owner allocates
+ * from it and frees into it with plain loads and stores. Any other thread's
+ * free is remote: one atomic OR on the remote-free word plus one atomic add
+ * on free_state. The owner absorbs remote frees when it next looks at the
+ * span (collect, Go's sweep applied to free bits). Unowned spans live in
+ * their mcentral (partial) or nowhere (full), and there the remote-free
+ * count decides transitions: see mcentral.c.
+ *
+ * free_state (atomic, 64 bits):
+ *   bits 0-31   count: remote frees counted and not yet absorbed, biased by
+ *               2^31 (it may dip below zero for a moment: a remote thread
+ *               sets its bit before it adds to the count)
+ *   bit 32      NOTIFY: the span is on its owner's notify stack
+ *   bits 33-35  state: DEAD, CACHED (owned), PARTIAL, FULL, LARGE
+ *   bits 36-43  span class
+ *   bits 44-63  generation, bumped at every change of owner, so that a
+ *               thread acting on an old snapshot notices the span moved on
+ */
+#ifndef GOMALLOC_MSPAN_H
+#define GOMALLOC_MSPAN_H
+
+#include "internal.h"
+
+enum span_state {
+    SPAN_DEAD = 0,    /* record free or being set up */
+    SPAN_CACHED = 1,  /* owned by an mcache */
+    SPAN_PARTIAL = 2, /* unowned, on its mcentral's partial list */
+    SPAN_FULL = 3,    /* unowned, every object allocated, on no list */
+    SPAN_LARGE = 4,   /* one large object in use */
+};
+
+/* Where an owned span sits in its owner's mcache (owner only). */
+enum span_place {
+    PLACE_NONE = 0,
+    PLACE_CURRENT = 1, /* mcache.alloc[spanclass] */
+    PLACE_PARTIAL = 2, /* mcache.partial[spanclass]: owned, has free objects */
+    PLACE_FULL = 3,    /* mcache.full[spanclass]: owned, believed full */
+    PLACE_CENTRAL = 4, /* unowned, on the mcentral partial list */
+};
+
+#define FS_COUNT_BIAS ((uint64_t)1 << 31)
+#define FS_COUNT_MASK ((uint64_t)0xffffffff)
+#define FS_NOTIFY ((uint64_t)1 << 32)
+#define FS_STATE_SHIFT 33
+#define FS_STATE_MASK ((uint64_t)7 << FS_STATE_SHIFT)
+#define FS_CLASS_SHIFT 36
+#define FS_CLASS_MASK ((uint64_t)0xff << FS_CLASS_SHIFT)
+#define FS_GEN_SHIFT 44
+#define FS_GEN_ONE ((uint64_t)1 << FS_GEN_SHIFT)
+
+static inline unsigned fs_state(uint64_t v) { return (unsigned)((v & FS_STATE_MASK) >> FS_STATE_SHIFT); }
+static inline int32_t fs_count(uint64_t v) { return (int32_t)((v & FS_COUNT_MASK) - FS_COUNT_BIAS); }
+static inline uint8_t fs_class(uint64_t v) { return (uint8_t)((v & FS_CLASS_MASK) >> FS_CLASS_SHIFT); }
+static inline uint64_t fs_gen(uint64_t v) { return v >> FS_GEN_SHIFT; }
+static inline uint64_t fs_with_state(uint64_t v, unsigned st) {
+    return (v & ~FS_STATE_MASK) | (uint64_t)st << FS_STATE_SHIFT;
+}
+/* A fresh word for a new owner epoch: same generation + 1, zero count. */
+static inline uint64_t fs_new_epoch(uint64_t old, unsigned st, uint8_t spanclass) {
+    return ((old & ~((uint64_t)FS_GEN_ONE - 1)) + FS_GEN_ONE) | (uint64_t)spanclass << FS_CLASS_SHIFT |
+           (uint64_t)st << FS_STATE_SHIFT | FS_COUNT_BIAS;
+}
+
+struct mspan {
+    /* ---- Line 0: what the malloc and free fast paths read. ---- */
+    uint64_t alloc_cache;      /* owner: free slots of window cache_word (1 = free) */
+    uintptr_t cache_base;      /* owner: address of object 64 * cache_word */
+    uintptr_t elemsize;        /* object size; npages * PAGE_SIZE for large spans */
+    mcache *_Atomic owner;     /* owning mcache or NULL; changed by the owner, or
+                                  under the mcentral lock when unowned */
+    uintptr_t base;            /* first byte of the span */
+    uint32_t div_mul;          /* offset * div_mul >> 32 == offset / elemsize */
+    uint16_t nelems;           /* objects in the span */
+    uint16_t cache_word;       /* owner: the window alloc_cache mirrors */
+    uint32_t freed;            /* owner: local frees since the counters were folded */
+    uint32_t free_trigger;     /* owner: when freed reaches this, free calls the slow path */
+
+    /* ---- Line 1: shared state and slow paths. ---- */
+    _Atomic uint64_t free_state; /* see the header comment */
+    uint32_t alloc_count;      /* live objects: for an owned span not current, before
+                                  `freed` is subtracted; for an unowned one, at release */
+    uintptr_t npages;
+    uintptr_t limit;           /* base + nelems * elemsize */
+    mspan *next, *prev;        /* owner's partial/full list or the mcentral partial list */
+    mspan *_Atomic notify_next;/* link on the owner's notify stack */
+    uint8_t spanclass;
+    uint8_t needzero;          /* objects handed out may hold old data */
+    uint8_t nwords;            /* 64-bit words per bitmap */
+    uint8_t record_kind;       /* which record allocator this came from */
+    uint8_t place;             /* enum span_place (owner, or mcentral lock) */
+
+    /* Interleaved bitmaps: bits[2w] allocation word w, bits[2w+1] remote-free
+     * word w. Sized by the record kind (see mheap.c). */
+    _Alignas(16) _Atomic uint64_t bits[];
+};
+
+/* Relaxed accessors: the owner writes allocation words with plain stores
+ * that remote threads may read (for double-free checks). */
+static ALWAYS_INLINE uint64_t span_alloc_word(mspan *s, unsigned w) {
+    return atomic_load_explicit(&s->bits[2 * w], memory_order_relaxed);
+}
+static ALWAYS_INLINE void span_set_alloc_word(mspan *s, unsigned w, uint64_t v) {
+    atomic_store_explicit(&s->bits[2 * w], v, memory_order_relaxed);
+}
+static ALWAYS_INLINE uint64_t span_remote_word(mspan *s, unsigned w) {
+    return atomic_load_explicit(&s->bits[2 * w + 1], memory_order_relaxed);
+}
+static ALWAYS_INLINE mcache *span_owner(mspan *s) {
+    return atomic_load_explicit(&s->owner, memory_order_relaxed);
+}
+
+static inline uint64_t span_free_state(mspan *s) {
+    return atomic_load_explicit(&s->free_state, memory_order_acquire);
+}
+
+/* Object index of an offset into the span (Go: divideByElemSize). */
+static ALWAYS_INLINE uintptr_t span_object_index(mspan *s, uintptr_t off) {
+    return (uintptr_t)(((uint64_t)off * s->div_mul) >> 32);
+}
+
+extern mspan emptyspan; /* the sentinel every empty mcache slot points to */
+
+/* mspan.c: owner-side operations. */
+void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero);
+void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero);
+bool span_next_window(mspan *s, mcache *c);
+bool span_rescan(mspan *s, mcache *c);
+void span_first_window(mspan *s, mcache *c);
+void fold_freed(mspan *s, mcache *c);
+uint32_t span_absorb_remote(mspan *s);
+void span_writeback_window(mspan *s, mcache *c);
+uint32_t span_live_objects(mspan *s);
+void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c);
+uintptr_t span_object_at(mspan *s, unsigned idx);
+void span_check(mspan *s);
+
+#endif /* GOMALLOC_MSPAN_H */

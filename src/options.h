@@ -1,0 +1,39 @@
+/*
+ * options.h: GOMALLOC_* environment options.
+ *
+ * Owns: the one table of options, read once at initialisation straight from
+ * environ (no getenv copies, no allocation), and the resulting values.
+ * Go counterpart: GODEBUG / GOMEMLIMIT parsing (runtime/runtime1.go).
+ *
+ * The values are written once by options_init (under the init lock, before
+ * any other thread can use the allocator) and read freely afterwards.
+ */
+#ifndef GOMALLOC_OPTIONS_H
+#define GOMALLOC_OPTIONS_H
+
+#include <stdint.h>
+
+enum stats_mode { STATS_OFF, STATS_TEXT, STATS_JSON };
+
+struct options {
+    int verbose;            /* GOMALLOC_VERBOSE=1: print options and notable events */
+    int stats;              /* GOMALLOC_STATS=1 | json:FILE: print stats at exit */
+    const char *stats_file; /* points into environ */
+    int harddecommit;       /* GOMALLOC_HARDDECOMMIT=1: Prepared memory is PROT_NONE */
+    int arena_linear;       /* GOMALLOC_ARENA=linear: one contiguous reservation */
+    uint64_t linear_reserve;/* GOMALLOC_ARENA_RESERVE: size of that reservation */
+    int on_error_warn;      /* GOMALLOC_ON_ERROR=warn: report misuse and continue */
+};
+
+extern struct options options;
+
+/* Parse the environment. Safe to call more than once (later calls no-op). */
+void options_init(void);
+/* Print the effective options (GOMALLOC_VERBOSE). */
+void options_print(int fd);
+
+/* Parse a byte size in Go's GOMEMLIMIT syntax ("512MiB", "1GiB", "12345",
+ * "1.5GiB"); returns 0 on success. */
+int parse_bytes(const char *s, uint64_t *out);
+
+#endif /* GOMALLOC_OPTIONS_H */

@@ -1,0 +1,73 @@
+/*
+ * os.h: address space and its four states (the interface of os_linux.c).
+ *
+ * Go counterpart: runtime/mem.go. Any range of address space is in one of
+ * four states:
+ *
+ *   None      not ours.
+ *   Reserved  ours, but any access faults; no memory behind it.
+ *   Prepared  ours, should have no physical memory behind it, contents
+ *             undefined; cheap to make Ready (on Linux: nothing to do,
+ *             unless GOMALLOC_HARDDECOMMIT makes it inaccessible).
+ *   Ready     usable.
+ *
+ * and moves between them only through these functions, named after Go's:
+ *
+ *   sys_alloc    None     -> Ready      metadata
+ *   sys_reserve  None     -> Reserved   heap arenas, summary arrays
+ *   sys_map      Reserved -> Prepared   heap growth
+ *   sys_used     Prepared -> Ready      pages handed out again
+ *   sys_unused   Ready    -> Prepared   the scavenger
+ *   sys_fault    Ready    -> Reserved   debugging aids
+ *   sys_free     any      -> None
+ *
+ * os_stats counts the bytes in each state exactly. Each call may also add
+ * to a purpose counter (heap, span metadata, ...) given by the caller.
+ * Every address and length must be a multiple of the OS page size.
+ */
+#ifndef GOMALLOC_OS_H
+#define GOMALLOC_OS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum os_state { OS_NONE, OS_RESERVED, OS_PREPARED, OS_READY };
+
+struct os_stats {
+    _Atomic uint64_t reserved;
+    _Atomic uint64_t prepared;
+    _Atomic uint64_t ready;
+    _Atomic uint64_t mmap_calls, madvise_calls, mprotect_calls, munmap_calls;
+};
+extern struct os_stats os_stats;
+
+typedef _Atomic uint64_t sysstat; /* a purpose counter, in bytes */
+
+extern size_t phys_page_size;      /* OS page size (AT_PAGESZ) */
+extern size_t phys_huge_page_size; /* transparent huge page size, 0 if none */
+
+void os_init(void);
+
+void *sys_alloc(size_t n, sysstat *stat);
+void *sys_reserve(void *hint, size_t n);
+int sys_map(void *v, size_t n, sysstat *stat);
+/* Make [v, v+n) Ready; `prepared` of those bytes were Prepared (scavenged),
+ * the rest already Ready. */
+int sys_used(void *v, size_t n, size_t prepared);
+void sys_unused(void *v, size_t n);
+void sys_fault(void *v, size_t n);
+void sys_free(void *v, size_t n, enum os_state from, sysstat *stat);
+void sys_hugepage(void *v, size_t n);
+void sys_nohugepage(void *v, size_t n);
+/* Label a mapping in /proc/PID/maps ("[anon:gomalloc heap]"); best effort. */
+void sys_name(void *v, size_t n, const char *name);
+
+static inline void sysstat_add(sysstat *s, int64_t n) {
+    if (s) atomic_fetch_add_explicit(s, (uint64_t)n, memory_order_relaxed);
+}
+static inline uint64_t sysstat_load(sysstat *s) {
+    return atomic_load_explicit(s, memory_order_relaxed);
+}
+
+#endif /* GOMALLOC_OS_H */

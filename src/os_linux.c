@@ -1,0 +1,200 @@
+/*
+ * os_linux.c: every memory system call of the library.
+ *
+ * Owns: mmap, mprotect, madvise and munmap, the transitions between the four
+ * address-space states declared in os.h, and the byte counters per state.
+ * Go counterpart: runtime/mem.go (accounting) + runtime/mem_linux.go (calls).
+ *
+ * Linux mapping of the states:
+ *   Reserved  mmap(PROT_NONE, MAP_NORESERVE)
+ *   Prepared  mprotect(PROT_READ|PROT_WRITE) of part of a reservation;
+ *             released pages are madvise(MADV_DONTNEED)'d, so RSS drops at
+ *             once and the pages read back as zero (Go's default since 1.16;
+ *             MADV_FREE would leave RSS high until memory pressure).
+ *   Ready     the same mapping; Prepared -> Ready is free of system calls.
+ * With GOMALLOC_HARDDECOMMIT=1 (Go's GODEBUG=harddecommit=1), Prepared is
+ * PROT_NONE: sys_unused remaps the range inaccessible and sys_used makes it
+ * read-write again, so any touch of released memory faults at once.
+ *
+ * No locks: the counters are atomic, the calls are thread-safe.
+ * errno: system-call failures set errno (ENOMEM on exhaustion); the callers
+ * on free paths never fail here.
+ */
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "options.h"
+#include "print.h"
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#define MADV_NOHUGEPAGE 15
+#endif
+
+struct os_stats os_stats;
+size_t phys_page_size = 4096;
+size_t phys_huge_page_size;
+
+static _Atomic uint64_t *state_counter(enum os_state s) {
+    switch (s) {
+    case OS_RESERVED:
+        return &os_stats.reserved;
+    case OS_PREPARED:
+        return &os_stats.prepared;
+    case OS_READY:
+        return &os_stats.ready;
+    default:
+        return NULL;
+    }
+}
+
+static void move_bytes(enum os_state from, enum os_state to, size_t n) {
+    _Atomic uint64_t *f = state_counter(from), *t = state_counter(to);
+    if (f) atomic_fetch_sub_explicit(f, n, memory_order_relaxed);
+    if (t) atomic_fetch_add_explicit(t, n, memory_order_relaxed);
+}
+
+static void check_aligned(const char *op, void *v, size_t n) {
+    if (((uintptr_t)v | n) & (phys_page_size - 1)) throw("%s(%p, %zu): not page aligned", op, v, n);
+}
+
+/* Read a small decimal number from a sysfs file without allocating. */
+static size_t read_sysfs_number(const char *path) {
+    char buf[64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    size_t v = 0;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) v = v * 10 + (size_t)(buf[i] - '0');
+    return v;
+}
+
+void os_init(void) {
+    unsigned long ps = getauxval(AT_PAGESZ);
+    if (ps >= 4096 && (ps & (ps - 1)) == 0) phys_page_size = ps;
+    if (phys_page_size > 64 * 1024) throw("OS page size %zu not supported (max 64 KiB)", phys_page_size);
+    size_t huge = read_sysfs_number("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+    /* Go ignores huge pages larger than a page-allocator chunk (4 MiB). */
+    if (huge && (huge & (huge - 1)) == 0 && huge <= (4u << 20)) phys_huge_page_size = huge;
+}
+
+void *sys_alloc(size_t n, sysstat *stat) {
+    check_aligned("sys_alloc", NULL, n);
+    atomic_fetch_add_explicit(&os_stats.mmap_calls, 1, memory_order_relaxed);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    move_bytes(OS_NONE, OS_READY, n);
+    sysstat_add(stat, (int64_t)n);
+    return p;
+}
+
+void *sys_reserve(void *hint, size_t n) {
+    check_aligned("sys_reserve", hint, n);
+    atomic_fetch_add_explicit(&os_stats.mmap_calls, 1, memory_order_relaxed);
+    void *p = mmap(hint, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    move_bytes(OS_NONE, OS_RESERVED, n);
+    return p;
+}
+
+int sys_map(void *v, size_t n, sysstat *stat) {
+    check_aligned("sys_map", v, n);
+    if (!options.harddecommit) {
+        /* mprotect rather than mmap(MAP_FIXED): a failure leaves the
+         * reservation intact, and strict overcommit charges only this range. */
+        atomic_fetch_add_explicit(&os_stats.mprotect_calls, 1, memory_order_relaxed);
+        if (mprotect(v, n, PROT_READ | PROT_WRITE) != 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    /* Under harddecommit, Prepared stays PROT_NONE: the reservation already is. */
+    move_bytes(OS_RESERVED, OS_PREPARED, n);
+    sysstat_add(stat, (int64_t)n);
+    return 0;
+}
+
+int sys_used(void *v, size_t n, size_t prepared) {
+    check_aligned("sys_used", v, n);
+    if (!prepared) return 0;
+    if (options.harddecommit) {
+        atomic_fetch_add_explicit(&os_stats.mprotect_calls, 1, memory_order_relaxed);
+        if (mprotect(v, n, PROT_READ | PROT_WRITE) != 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    move_bytes(OS_PREPARED, OS_READY, prepared);
+    return 0;
+}
+
+void sys_unused(void *v, size_t n) {
+    check_aligned("sys_unused", v, n);
+    int saved = errno;
+    if (options.harddecommit) {
+        atomic_fetch_add_explicit(&os_stats.mprotect_calls, 1, memory_order_relaxed);
+        if (mprotect(v, n, PROT_NONE) != 0) throw("sys_unused: mprotect failed, errno %d", errno);
+        madvise(v, n, MADV_DONTNEED);
+    } else {
+        atomic_fetch_add_explicit(&os_stats.madvise_calls, 1, memory_order_relaxed);
+        if (madvise(v, n, MADV_DONTNEED) != 0) throw("sys_unused: madvise failed, errno %d", errno);
+    }
+    errno = saved;
+    move_bytes(OS_READY, OS_PREPARED, n);
+}
+
+void sys_fault(void *v, size_t n) {
+    check_aligned("sys_fault", v, n);
+    int saved = errno;
+    atomic_fetch_add_explicit(&os_stats.mprotect_calls, 1, memory_order_relaxed);
+    mprotect(v, n, PROT_NONE);
+    madvise(v, n, MADV_DONTNEED);
+    errno = saved;
+    move_bytes(OS_READY, OS_RESERVED, n);
+}
+
+void sys_free(void *v, size_t n, enum os_state from, sysstat *stat) {
+    check_aligned("sys_free", v, n);
+    int saved = errno;
+    atomic_fetch_add_explicit(&os_stats.munmap_calls, 1, memory_order_relaxed);
+    munmap(v, n);
+    errno = saved;
+    move_bytes(from, OS_NONE, n);
+    if (stat) sysstat_add(stat, -(int64_t)n);
+}
+
+void sys_hugepage(void *v, size_t n) {
+    int saved = errno;
+    madvise(v, n, MADV_HUGEPAGE);
+    errno = saved;
+}
+
+void sys_nohugepage(void *v, size_t n) {
+    int saved = errno;
+    madvise(v, n, MADV_NOHUGEPAGE);
+    errno = saved;
+}
+
+void sys_name(void *v, size_t n, const char *name) {
+    int saved = errno;
+    prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)v, n, (unsigned long)name);
+    errno = saved;
+}

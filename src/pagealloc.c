@@ -1,0 +1,665 @@
+/*
+ * pagealloc.c: the page allocator. Which 8 KiB pages of the heap are free.
+ *
+ * Go counterpart: mpagealloc.go, mpagealloc_64bit.go, mpallocbits.go,
+ * mpagecache.go. Same design, same algorithms:
+ *
+ *  - One bit per page (1 = in use) in 4 MiB chunks of 512 pages, plus a
+ *    parallel bitmap of scavenged pages (released to the OS).
+ *  - A radix tree of summaries over the whole address space. A summary of a
+ *    run of pages packs three counts: free pages at the start, the longest
+ *    free run, free pages at the end. A parent's summary is merged from its
+ *    children's, so a search can skip whole regions that cannot fit the
+ *    request, and runs that straddle entries are found from start/end.
+ *  - Address-ordered first fit: the search walks the tree from the root,
+ *    choosing the leftmost entry whose max (or carried-over run) fits, then
+ *    searches that chunk's bitmap. search_addr remembers that nothing below
+ *    it is free, so most searches start where the last one ended.
+ *  - A per-thread page cache: a thread takes a whole 64-page aligned window
+ *    (the free pages of one bitmap word) under the heap lock, then carves
+ *    small spans from it without the lock.
+ *
+ * Deviation from Go (layout only): Go keeps all five summary levels as flat
+ * arrays reserved over the whole address space (~585 MiB of PROT_NONE
+ * reservation on amd64). Here levels 0-2 (16 GiB, 2 GiB, 256 MiB entries)
+ * are flat arrays, mapped where the heap is, while level 3 has one entry per
+ * 64 MiB arena and level 4 one per chunk, both stored in the arena record
+ * beside the chunk bitmaps. The reservation drops to ~4.6 MiB; the fan-out
+ * is 8, 8, 4, 16 below the root instead of 8 at every level.
+ *
+ * Locking: everything here runs under the heap lock, except pagecache_alloc
+ * which touches only the calling thread's cache. Tests run private
+ * instances (struct page_alloc) over reserved address space.
+ */
+#include "pagealloc.h"
+
+#include <string.h>
+
+#include "arena.h"
+#include "fixalloc.h"
+#include "os.h"
+#include "print.h"
+
+/* Geometry of the radix tree. level_shift: log2 of the bytes covered by one
+ * entry; level_bits: log2 of the entries under one parent (level 0: the
+ * whole level); level_log_pages: log2 of the pages under one entry. */
+static const unsigned level_shift[SUMMARY_LEVELS] = {34, 31, 28, ARENA_SHIFT, CHUNK_SHIFT};
+static const unsigned level_bits[SUMMARY_LEVELS] = {HEAP_ADDR_BITS - 34, 34 - 31, 31 - 28, 28 - ARENA_SHIFT,
+                                                    ARENA_SHIFT - CHUNK_SHIFT};
+static const unsigned level_log_pages[SUMMARY_LEVELS] = {34 - PAGE_SHIFT, 31 - PAGE_SHIFT, 28 - PAGE_SHIFT,
+                                                         ARENA_SHIFT - PAGE_SHIFT, CHUNK_SHIFT - PAGE_SHIFT};
+
+_Static_assert(CHUNK_SHIFT - PAGE_SHIFT == 9, "512 pages per chunk");
+_Static_assert(ARENA_SHIFT - CHUNK_SHIFT == 4, "16 chunks per arena");
+
+static inline uintptr_t level_len(unsigned l) { return (uintptr_t)1 << (HEAP_ADDR_BITS - level_shift[l]); }
+static inline uintptr_t addr_to_level_index(unsigned l, uintptr_t addr) { return addr >> level_shift[l]; }
+static inline uintptr_t level_index_to_addr(unsigned l, uintptr_t i) { return i << level_shift[l]; }
+static inline uintptr_t chunk_index(uintptr_t addr) { return addr >> CHUNK_SHIFT; }
+static inline uintptr_t chunk_base(uintptr_t ci) { return ci << CHUNK_SHIFT; }
+static inline unsigned chunk_page_index(uintptr_t addr) {
+    return (unsigned)((addr >> PAGE_SHIFT) & (CHUNK_PAGES - 1));
+}
+
+static inline struct palloc_chunk *chunk_of(uintptr_t ci) {
+    heap_arena *ha = arena_of_chunk(ci);
+    return &ha->chunks[ci % CHUNKS_PER_ARENA];
+}
+
+static palloc_sum load_sum(struct page_alloc *p, unsigned l, uintptr_t i) {
+    if (l < FLAT_LEVELS) return p->summary[l][i];
+    heap_arena *ha = atomic_load_explicit(&arena_index[l == 3 ? i : i / CHUNKS_PER_ARENA], memory_order_relaxed);
+    if (!ha) return 0;
+    return l == 3 ? ha->arena_sum : ha->chunk_sum[i % CHUNKS_PER_ARENA];
+}
+
+static void store_sum(struct page_alloc *p, unsigned l, uintptr_t i, palloc_sum s) {
+    if (l < FLAT_LEVELS) {
+        p->summary[l][i] = s;
+        return;
+    }
+    heap_arena *ha = atomic_load_explicit(&arena_index[l == 3 ? i : i / CHUNKS_PER_ARENA], memory_order_relaxed);
+    if (l == 3)
+        ha->arena_sum = s;
+    else
+        ha->chunk_sum[i % CHUNKS_PER_ARENA] = s;
+}
+
+/* ---- Bit tricks on 64-page words (Go: mpallocbits.go) ------------------ */
+
+static inline unsigned ctz64(uint64_t x) { return x ? (unsigned)__builtin_ctzll(x) : 64; }
+static inline unsigned clz64(uint64_t x) { return x ? (unsigned)__builtin_clzll(x) : 64; }
+
+/* Index of the first run of n consecutive 1 bits in c, or >= 64. Shrinks
+ * every run of ones by n-1 from the top, doubling the shift each round. */
+unsigned find_bit_range64(uint64_t c, unsigned n) {
+    unsigned p = n - 1, k = 1;
+    while (p > 0) {
+        if (p <= k) {
+            c &= c >> (p & 63);
+            break;
+        }
+        c &= c >> (k & 63);
+        if (c == 0) return 64;
+        p -= k;
+        k *= 2;
+    }
+    return ctz64(c);
+}
+
+/* Summary of one chunk bitmap (1 = in use). */
+palloc_sum chunk_summarize(const uint64_t alloc[CHUNK_PAGES / 64]) {
+    unsigned start = 0, most = 0, cur = 0;
+    bool start_set = false;
+    for (unsigned i = 0; i < CHUNK_PAGES / 64; i++) {
+        uint64_t x = alloc[i];
+        if (x == 0) {
+            cur += 64;
+            continue;
+        }
+        /* Walk the runs of zeros inside x. */
+        unsigned pos = 0;
+        while (pos < 64) {
+            uint64_t y = x >> pos;
+            unsigned zeros = y ? ctz64(y) : 64 - pos;
+            cur += zeros;
+            pos += zeros;
+            if (pos >= 64) break; /* the run continues into the next word */
+            if (!start_set) {
+                start = cur;
+                start_set = true;
+            }
+            if (cur > most) most = cur;
+            cur = 0;
+            unsigned ones = ctz64(~(x >> pos));
+            pos += ones;
+        }
+    }
+    if (!start_set) return pack_sum(CHUNK_PAGES, CHUNK_PAGES, CHUNK_PAGES);
+    if (cur > most) most = cur;
+    return pack_sum(start, most, cur);
+}
+
+/* Merge n child summaries, each covering 2^log_max_pages pages. */
+palloc_sum merge_summaries(const palloc_sum *sums, unsigned n, unsigned log_max_pages) {
+    unsigned start = sum_start(sums[0]), most = sum_max(sums[0]), end = sum_end(sums[0]);
+    unsigned full = 1u << log_max_pages;
+    for (unsigned i = 1; i < n; i++) {
+        unsigned si = sum_start(sums[i]), mi = sum_max(sums[i]), ei = sum_end(sums[i]);
+        if (start == i * full) start += si;
+        if (end + si > most) most = end + si;
+        if (mi > most) most = mi;
+        if (ei == full)
+            end += full;
+        else
+            end = ei;
+    }
+    return pack_sum(start, most, end);
+}
+
+static unsigned find1(const uint64_t *b, unsigned search_idx) {
+    for (unsigned i = search_idx / 64; i < CHUNK_PAGES / 64; i++) {
+        uint64_t x = b[i];
+        if (~x == 0) continue;
+        return i * 64 + ctz64(~x);
+    }
+    return UINT32_MAX;
+}
+
+static unsigned find_small_n(const uint64_t *b, unsigned npages, unsigned search_idx, unsigned *new_search) {
+    unsigned end = 0;
+    *new_search = UINT32_MAX;
+    for (unsigned i = search_idx / 64; i < CHUNK_PAGES / 64; i++) {
+        uint64_t bi = b[i];
+        if (~bi == 0) {
+            end = 0;
+            continue;
+        }
+        if (*new_search == UINT32_MAX) *new_search = i * 64 + ctz64(~bi);
+        unsigned start = ctz64(bi);
+        if (end + start >= npages) return i * 64 - end;
+        unsigned j = find_bit_range64(~bi, npages);
+        if (j < 64) return i * 64 + j;
+        end = clz64(bi);
+    }
+    return UINT32_MAX;
+}
+
+static unsigned find_large_n(const uint64_t *b, unsigned npages, unsigned search_idx, unsigned *new_search) {
+    unsigned start = UINT32_MAX, size = 0;
+    *new_search = UINT32_MAX;
+    for (unsigned i = search_idx / 64; i < CHUNK_PAGES / 64; i++) {
+        uint64_t x = b[i];
+        if (x == ~(uint64_t)0) {
+            size = 0;
+            continue;
+        }
+        if (*new_search == UINT32_MAX) *new_search = i * 64 + ctz64(~x);
+        if (size == 0) {
+            size = clz64(x);
+            start = i * 64 + 64 - size;
+            continue;
+        }
+        unsigned s = ctz64(x);
+        if (s + size >= npages) return start;
+        if (s < 64) {
+            size = clz64(x);
+            start = i * 64 + 64 - size;
+            continue;
+        }
+        size += 64;
+    }
+    return size >= npages ? start : UINT32_MAX;
+}
+
+/* First run of npages free pages in a chunk at or after search_idx.
+ * *new_search_idx: the first free page seen (a new search start). */
+unsigned chunk_find(const uint64_t alloc[CHUNK_PAGES / 64], unsigned npages, unsigned search_idx,
+                    unsigned *new_search_idx) {
+    if (npages == 1) {
+        unsigned a = find1(alloc, search_idx);
+        *new_search_idx = a;
+        return a;
+    }
+    if (npages <= 64) return find_small_n(alloc, npages, search_idx, new_search_idx);
+    return find_large_n(alloc, npages, search_idx, new_search_idx);
+}
+
+/* Set or clear bits [i, i+n) of a chunk bitmap. */
+static void bits_set_range(uint64_t *b, unsigned i, unsigned n, bool set) {
+    while (n > 0) {
+        unsigned w = i / 64, off = i % 64;
+        unsigned k = 64 - off < n ? 64 - off : n;
+        uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << off;
+        if (set)
+            b[w] |= mask;
+        else
+            b[w] &= ~mask;
+        i += k;
+        n -= k;
+    }
+}
+
+static unsigned bits_count_range(const uint64_t *b, unsigned i, unsigned n) {
+    unsigned count = 0;
+    while (n > 0) {
+        unsigned w = i / 64, off = i % 64;
+        unsigned k = 64 - off < n ? 64 - off : n;
+        uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << off;
+        count += (unsigned)__builtin_popcountll(b[w] & mask);
+        i += k;
+        n -= k;
+    }
+    return count;
+}
+
+/* ---- Summary memory --------------------------------------------------- */
+
+static int map_summary_range(struct page_alloc *p, unsigned l, uintptr_t lo, uintptr_t hi) {
+    /* Map the OS pages holding entries [lo, hi) of flat level l. */
+    uintptr_t first = round_down((uintptr_t)&p->summary[l][lo], phys_page_size);
+    uintptr_t last = round_up((uintptr_t)&p->summary[l][hi], phys_page_size);
+    uintptr_t origin = (uintptr_t)p->summary[l];
+    for (uintptr_t a = first; a < last; a += phys_page_size) {
+        uintptr_t pg = (a - origin) / phys_page_size;
+        if (p->mapped[l][pg / 8] & (1u << (pg % 8))) continue;
+        if (sys_map((void *)a, phys_page_size, &metastats.pagealloc) != 0) return -1;
+        if (sys_used((void *)a, phys_page_size, phys_page_size) != 0) return -1;
+        p->mapped[l][pg / 8] |= (uint8_t)(1u << (pg % 8));
+    }
+    return 0;
+}
+
+int pages_init(struct page_alloc *p) {
+    memset(p, 0, sizeof *p);
+    p->search_addr = SEARCH_ADDR_MAX;
+    for (unsigned l = 0; l < FLAT_LEVELS; l++) {
+        uintptr_t bytes = round_up(level_len(l) * sizeof(palloc_sum), phys_page_size);
+        void *v = sys_reserve(NULL, bytes);
+        if (!v) return -1;
+        p->summary[l] = v;
+        uintptr_t npg = bytes / phys_page_size;
+        p->mapped[l] = persistentalloc((npg + 7) / 8, 8, &metastats.pagealloc);
+        if (!p->mapped[l]) return -1;
+        sys_name(v, bytes, "gomalloc page summaries");
+    }
+    return 0;
+}
+
+/* ---- Updates (Go: pageAlloc.update) ------------------------------------ */
+
+/* Recompute summaries after the bitmap of [base, base+npages) changed.
+ * contig: the change was one contiguous alloc or free, so whole chunks in
+ * the middle are known to be fully used (alloc) or fully free. */
+static void update(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool contig, bool alloc) {
+    uintptr_t limit = base + npages * PAGE_SIZE - 1; /* inclusive */
+    uintptr_t sc = chunk_index(base), ec = chunk_index(limit);
+    const unsigned leaf = SUMMARY_LEVELS - 1;
+    if (sc == ec) {
+        palloc_sum x = load_sum(p, leaf, sc);
+        palloc_sum y = chunk_summarize(chunk_of(sc)->alloc);
+        if (x == y) return;
+        store_sum(p, leaf, sc, y);
+    } else if (contig) {
+        store_sum(p, leaf, sc, chunk_summarize(chunk_of(sc)->alloc));
+        palloc_sum whole = alloc ? 0 : pack_sum(CHUNK_PAGES, CHUNK_PAGES, CHUNK_PAGES);
+        for (uintptr_t c = sc + 1; c < ec; c++) store_sum(p, leaf, c, whole);
+        store_sum(p, leaf, ec, chunk_summarize(chunk_of(ec)->alloc));
+    } else {
+        for (uintptr_t c = sc; c <= ec; c++) store_sum(p, leaf, c, chunk_summarize(chunk_of(c)->alloc));
+    }
+    /* Walk up the tree, stopping at the first level that did not change. */
+    bool changed = true;
+    for (int l = (int)leaf - 1; l >= 0 && changed; l--) {
+        changed = false;
+        unsigned child_bits = level_bits[l + 1], child_log_pages = level_log_pages[l + 1];
+        uintptr_t lo = addr_to_level_index((unsigned)l, base);
+        uintptr_t hi = addr_to_level_index((unsigned)l, limit) + 1;
+        for (uintptr_t i = lo; i < hi; i++) {
+            palloc_sum children[16];
+            unsigned n = 1u << child_bits;
+            for (unsigned k = 0; k < n; k++) children[k] = load_sum(p, (unsigned)l + 1, (i << child_bits) + k);
+            palloc_sum sum = merge_summaries(children, n, child_log_pages);
+            if (load_sum(p, (unsigned)l, i) != sum) {
+                changed = true;
+                store_sum(p, (unsigned)l, i, sum);
+            }
+        }
+    }
+}
+
+/* ---- Growth ----------------------------------------------------------- */
+
+int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size) {
+    if ((base | size) & (CHUNK_BYTES - 1)) throw("pages_grow: %p+%zu not chunk aligned", (void *)base, (size_t)size);
+    uintptr_t limit = base + size;
+    /* Level 0 is mapped over the whole span of chunks in use, so the root
+     * scan can read it freely; deeper levels only where this range is. */
+    uintptr_t start = p->end ? (chunk_index(base) < p->start ? chunk_index(base) : p->start) : chunk_index(base);
+    uintptr_t end = chunk_index(limit) > p->end ? chunk_index(limit) : p->end;
+    if (map_summary_range(p, 0, addr_to_level_index(0, chunk_base(start)),
+                          addr_to_level_index(0, chunk_base(end) - 1) + 1) != 0)
+        return -1;
+    for (unsigned l = 1; l < FLAT_LEVELS; l++)
+        if (map_summary_range(p, l, addr_to_level_index(l, base), addr_to_level_index(l, limit - 1) + 1) != 0)
+            return -1;
+    p->start = start;
+    p->end = end;
+    if (base < p->search_addr) p->search_addr = base;
+    for (uintptr_t ci = chunk_index(base); ci < chunk_index(limit); ci++) {
+        struct palloc_chunk *c = chunk_of(ci);
+        memset(c->alloc, 0, sizeof c->alloc);
+        memset(c->scav, 0xff, sizeof c->scav);
+    }
+    uintptr_t npages = size / PAGE_SIZE;
+    p->free_pages += npages;
+    p->scav_pages += npages;
+    update(p, base, npages, true, false);
+    return 0;
+}
+
+/* ---- Search (Go: pageAlloc.find) ---------------------------------------- */
+
+struct first_free {
+    uintptr_t base, bound; /* inclusive window known to hold the first free page */
+};
+
+static void found_free(struct first_free *ff, uintptr_t addr, uintptr_t size) {
+    uintptr_t last = addr + size - 1;
+    if (ff->base <= addr && last <= ff->bound) {
+        ff->base = addr;
+        ff->bound = last;
+    } else if (!(last < ff->base || ff->bound < addr)) {
+        throw("page allocator: free range %p+%zu partially overlaps %p..%p", (void *)addr, (size_t)size,
+              (void *)ff->base, (void *)ff->bound);
+    }
+}
+
+/* Find npages free pages, address-ordered first fit. Returns the address
+ * (0 if none) and, in *new_search, the lowest free address seen. */
+static uintptr_t find(struct page_alloc *p, uintptr_t npages, uintptr_t *new_search) {
+    struct first_free ff = {0, UINTPTR_MAX};
+    uintptr_t i = 0;
+    unsigned l;
+    for (l = 0; l < SUMMARY_LEVELS; l++) {
+        uintptr_t entries_per_block = l == 0 ? level_len(0) : (uintptr_t)1 << level_bits[l];
+        unsigned log_max_pages = level_log_pages[l];
+        if (l > 0) i <<= level_bits[l];
+        uintptr_t j0 = 0, jend = entries_per_block;
+        if (p->search_addr != SEARCH_ADDR_MAX) {
+            uintptr_t si = addr_to_level_index(l, p->search_addr);
+            if ((si & ~(entries_per_block - 1)) == i) j0 = si & (entries_per_block - 1);
+        }
+        if (l == 0) jend = addr_to_level_index(0, chunk_base(p->end) - 1) + 1;
+        uintptr_t base = 0, size = 0;
+        bool descend = false;
+        for (uintptr_t j = j0; j < jend; j++) {
+            palloc_sum sum = load_sum(p, l, i + j);
+            if (sum == 0) {
+                size = 0;
+                continue;
+            }
+            found_free(&ff, level_index_to_addr(l, i + j), ((uintptr_t)1 << log_max_pages) * PAGE_SIZE);
+            uintptr_t s = sum_start(sum);
+            if (size + s >= npages) {
+                if (size == 0) base = j << log_max_pages;
+                size += s;
+                break;
+            }
+            if (sum_max(sum) >= npages) {
+                i += j;
+                descend = true;
+                break;
+            }
+            if (size == 0 || s < ((uintptr_t)1 << log_max_pages)) {
+                size = sum_end(sum);
+                base = ((j + 1) << log_max_pages) - size;
+                continue;
+            }
+            size += (uintptr_t)1 << log_max_pages;
+        }
+        if (descend) continue;
+        if (size >= npages) {
+            *new_search = ff.base;
+            return level_index_to_addr(l, i) + base * PAGE_SIZE;
+        }
+        if (l == 0) {
+            *new_search = SEARCH_ADDR_MAX;
+            return 0;
+        }
+        throw("page allocator: bad summary data at level %u index %zu (npages %zu)", l, (size_t)i,
+              (size_t)npages);
+    }
+    /* i is now a chunk index whose max fits: search its bitmap. */
+    uintptr_t ci = i;
+    unsigned search_idx;
+    unsigned j = chunk_find(chunk_of(ci)->alloc, (unsigned)npages, 0, &search_idx);
+    if (j == UINT32_MAX)
+        throw("page allocator: chunk %p has no run of %zu pages its summary promised", (void *)chunk_base(ci),
+              (size_t)npages);
+    uintptr_t addr = chunk_base(ci) + (uintptr_t)j * PAGE_SIZE;
+    uintptr_t sa = chunk_base(ci) + (uintptr_t)search_idx * PAGE_SIZE;
+    found_free(&ff, sa, chunk_base(ci + 1) - sa);
+    *new_search = ff.base;
+    return addr;
+}
+
+/* Mark [base, base+npages) allocated; returns how many were scavenged. */
+static uintptr_t alloc_range(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
+    uintptr_t limit = base + npages * PAGE_SIZE - 1;
+    uintptr_t sc = chunk_index(base), ec = chunk_index(limit);
+    unsigned si = chunk_page_index(base), ei = chunk_page_index(limit);
+    uintptr_t scav = 0;
+    for (uintptr_t c = sc; c <= ec; c++) {
+        struct palloc_chunk *ch = chunk_of(c);
+        unsigned lo = c == sc ? si : 0, hi = c == ec ? ei : CHUNK_PAGES - 1;
+        unsigned n = hi - lo + 1;
+        if (DEBUG_CHECKS && bits_count_range(ch->alloc, lo, n) != 0)
+            throw("page allocator: allocating pages in use at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
+        scav += bits_count_range(ch->scav, lo, n);
+        bits_set_range(ch->alloc, lo, n, true);
+        bits_set_range(ch->scav, lo, n, false);
+    }
+    p->free_pages -= npages;
+    p->scav_pages -= scav;
+    update(p, base, npages, true, true);
+    return scav;
+}
+
+uintptr_t pages_alloc(struct page_alloc *p, uintptr_t npages, uintptr_t *scav) {
+    *scav = 0;
+    if (p->search_addr == SEARCH_ADDR_MAX || chunk_index(p->search_addr) >= p->end) return 0;
+    uintptr_t addr = 0, new_search = 0;
+    if (CHUNK_PAGES - chunk_page_index(p->search_addr) >= npages) {
+        /* Try the chunk under search_addr first. */
+        uintptr_t ci = chunk_index(p->search_addr);
+        if (sum_max(load_sum(p, SUMMARY_LEVELS - 1, ci)) >= npages) {
+            unsigned search_idx;
+            unsigned j = chunk_find(chunk_of(ci)->alloc, (unsigned)npages, chunk_page_index(p->search_addr),
+                                    &search_idx);
+            if (j != UINT32_MAX) {
+                addr = chunk_base(ci) + (uintptr_t)j * PAGE_SIZE;
+                new_search = chunk_base(ci) + (uintptr_t)search_idx * PAGE_SIZE;
+            }
+        }
+    }
+    if (!addr) {
+        addr = find(p, npages, &new_search);
+        if (!addr) {
+            if (npages == 1) p->search_addr = SEARCH_ADDR_MAX; /* heap exhausted */
+            return 0;
+        }
+    }
+    *scav = alloc_range(p, addr, npages);
+    if (new_search > p->search_addr) p->search_addr = new_search;
+    return addr;
+}
+
+uintptr_t pages_alloc_aligned(struct page_alloc *p, uintptr_t npages, uintptr_t align_pages, uintptr_t *scav) {
+    *scav = 0;
+    if (align_pages <= 1) return pages_alloc(p, npages, scav);
+    if (p->search_addr == SEARCH_ADDR_MAX) return 0;
+    uintptr_t new_search;
+    uintptr_t addr = find(p, npages + align_pages - 1, &new_search);
+    if (!addr) return 0;
+    uintptr_t aligned = round_up(addr, align_pages * PAGE_SIZE);
+    *scav = alloc_range(p, aligned, npages);
+    /* Pages before `aligned` stay free, so new_search (<= addr) is right. */
+    if (new_search > p->search_addr) p->search_addr = new_search;
+    return aligned;
+}
+
+void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
+    if (base < p->search_addr) p->search_addr = base;
+    uintptr_t limit = base + npages * PAGE_SIZE - 1;
+    uintptr_t sc = chunk_index(base), ec = chunk_index(limit);
+    unsigned si = chunk_page_index(base), ei = chunk_page_index(limit);
+    for (uintptr_t c = sc; c <= ec; c++) {
+        struct palloc_chunk *ch = chunk_of(c);
+        unsigned lo = c == sc ? si : 0, hi = c == ec ? ei : CHUNK_PAGES - 1;
+        if (DEBUG_CHECKS && bits_count_range(ch->alloc, lo, hi - lo + 1) != hi - lo + 1)
+            throw("page allocator: freeing free pages at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
+        bits_set_range(ch->alloc, lo, hi - lo + 1, false);
+    }
+    p->free_pages += npages;
+    update(p, base, npages, true, false);
+}
+
+bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintptr_t extra, uintptr_t *scav) {
+    uintptr_t start = base + npages * PAGE_SIZE;
+    uintptr_t limit = start + extra * PAGE_SIZE - 1;
+    if (limit < start || (limit >> HEAP_ADDR_BITS)) return false;
+    for (uintptr_t c = chunk_index(start); c <= chunk_index(limit); c++) {
+        if (!arena_of_chunk(c)) return false;
+        struct palloc_chunk *ch = chunk_of(c);
+        unsigned lo = c == chunk_index(start) ? chunk_page_index(start) : 0;
+        unsigned hi = c == chunk_index(limit) ? chunk_page_index(limit) : CHUNK_PAGES - 1;
+        /* Chunks never grown keep all bits set, so they count as in use. */
+        if (bits_count_range(ch->alloc, lo, hi - lo + 1) != 0) return false;
+    }
+    *scav = alloc_range(p, start, extra);
+    return true;
+}
+
+/* ---- Per-thread page cache (Go: mpagecache.go) ----------------------- */
+
+page_cache pages_alloc_to_cache(struct page_alloc *p) {
+    page_cache c = {0, 0, 0};
+    if (p->search_addr == SEARCH_ADDR_MAX || chunk_index(p->search_addr) >= p->end) return c;
+    uintptr_t ci = chunk_index(p->search_addr);
+    struct palloc_chunk *ch;
+    unsigned j;
+    if (load_sum(p, SUMMARY_LEVELS - 1, ci) != 0) {
+        ch = chunk_of(ci);
+        unsigned ignore;
+        j = chunk_find(ch->alloc, 1, chunk_page_index(p->search_addr), &ignore);
+        if (j == UINT32_MAX) throw("page allocator: bad summary for chunk %p", (void *)chunk_base(ci));
+    } else {
+        uintptr_t ignore;
+        uintptr_t addr = find(p, 1, &ignore);
+        if (!addr) {
+            p->search_addr = SEARCH_ADDR_MAX;
+            return c;
+        }
+        ci = chunk_index(addr);
+        ch = chunk_of(ci);
+        j = chunk_page_index(addr);
+    }
+    unsigned w = j / 64;
+    c.base = chunk_base(ci) + (uintptr_t)w * 64 * PAGE_SIZE;
+    c.cache = ~ch->alloc[w];
+    c.scav = ch->scav[w] & c.cache;
+    ch->alloc[w] = ~(uint64_t)0;
+    ch->scav[w] &= ~c.cache;
+    unsigned n = (unsigned)__builtin_popcountll(c.cache);
+    p->free_pages -= n;
+    p->scav_pages -= (unsigned)__builtin_popcountll(c.scav);
+    update(p, c.base, PAGE_CACHE_PAGES, false, true);
+    /* Every page of the window now belongs to the cache; continue after it
+     * (Go points at the window's last page so the address stays mapped). */
+    p->search_addr = c.base + (PAGE_CACHE_PAGES - 1) * PAGE_SIZE;
+    return c;
+}
+
+void pagecache_flush(struct page_alloc *p, page_cache *c) {
+    if (!c->cache) {
+        *c = (page_cache){0, 0, 0};
+        return;
+    }
+    uintptr_t ci = chunk_index(c->base);
+    unsigned w = chunk_page_index(c->base) / 64;
+    struct palloc_chunk *ch = chunk_of(ci);
+    if (DEBUG_CHECKS && (ch->alloc[w] & c->cache) != c->cache) throw("page cache: flushing pages not in use");
+    ch->alloc[w] &= ~c->cache;
+    ch->scav[w] |= c->scav;
+    p->free_pages += (unsigned)__builtin_popcountll(c->cache);
+    p->scav_pages += (unsigned)__builtin_popcountll(c->scav);
+    if (c->base < p->search_addr) p->search_addr = c->base;
+    update(p, c->base, PAGE_CACHE_PAGES, false, false);
+    *c = (page_cache){0, 0, 0};
+}
+
+uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav) {
+    if (c->cache == 0) return 0;
+    unsigned i;
+    uint64_t mask;
+    if (npages == 1) {
+        i = ctz64(c->cache);
+        mask = (uint64_t)1 << i;
+    } else {
+        i = find_bit_range64(c->cache, (unsigned)npages);
+        if (i >= 64) return 0;
+        mask = (((uint64_t)1 << npages) - 1) << i;
+    }
+    *scav = (uintptr_t)__builtin_popcountll(c->scav & mask);
+    c->cache &= ~mask;
+    c->scav &= ~mask;
+    return c->base + (uintptr_t)i * PAGE_SIZE;
+}
+
+/* ---- Consistency check ------------------------------------------------ */
+
+void pages_check(struct page_alloc *p) {
+    if (!p->end) return;
+    uintptr_t free_pages = 0, scav_pages = 0;
+    for (uintptr_t ci = p->start; ci < p->end; ci++) {
+        heap_arena *ha = arena_of_chunk(ci);
+        if (!ha) continue;
+        struct palloc_chunk *ch = chunk_of(ci);
+        palloc_sum want = chunk_summarize(ch->alloc);
+        palloc_sum have = load_sum(p, SUMMARY_LEVELS - 1, ci);
+        /* Chunks never grown have every bit set and summary 0. */
+        if (want != have)
+            throw("pages_check: chunk %p summary (%u,%u,%u) != bitmap (%u,%u,%u)", (void *)chunk_base(ci),
+                  sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+        for (unsigned w = 0; w < CHUNK_PAGES / 64; w++) {
+            free_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w]);
+            scav_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w] & ch->scav[w]);
+            if (ch->scav[w] & ch->alloc[w]) throw("pages_check: chunk %p has scavenged pages in use", (void *)chunk_base(ci));
+        }
+    }
+    for (int l = SUMMARY_LEVELS - 2; l >= 0; l--) {
+        uintptr_t lo = addr_to_level_index((unsigned)l, chunk_base(p->start));
+        uintptr_t hi = addr_to_level_index((unsigned)l, chunk_base(p->end) - 1) + 1;
+        unsigned child_bits = level_bits[l + 1];
+        for (uintptr_t i = lo; i < hi; i++) {
+            if (l >= FLAT_LEVELS && !arena_of_chunk(level_index_to_addr((unsigned)l, i) >> CHUNK_SHIFT)) continue;
+            if (l < FLAT_LEVELS) {
+                /* Flat entries outside mapped pages are never read. */
+                uintptr_t pg = ((uintptr_t)&p->summary[l][i] - (uintptr_t)p->summary[l]) / phys_page_size;
+                if (!(p->mapped[l][pg / 8] & (1u << (pg % 8)))) continue;
+            }
+            palloc_sum children[16];
+            unsigned n = 1u << child_bits;
+            for (unsigned k = 0; k < n; k++) children[k] = load_sum(p, (unsigned)l + 1, (i << child_bits) + k);
+            palloc_sum want = merge_summaries(children, n, level_log_pages[l + 1]);
+            palloc_sum have = load_sum(p, (unsigned)l, i);
+            if (want != have)
+                throw("pages_check: level %d entry %zu summary (%u,%u,%u) != merged (%u,%u,%u)", l, (size_t)i,
+                      sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+        }
+    }
+    if (free_pages != p->free_pages || scav_pages != p->scav_pages)
+        throw("pages_check: bitmaps hold %zu free (%zu scavenged) pages, counters say %zu (%zu)",
+              (size_t)free_pages, (size_t)scav_pages, (size_t)p->free_pages, (size_t)p->scav_pages);
+}

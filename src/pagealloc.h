@@ -1,0 +1,93 @@
+/*
+ * pagealloc.h: which 8 KiB pages of the heap are free (interface of
+ * pagealloc.c). See pagealloc.c for the design.
+ * Go counterpart: mpagealloc.go, mpallocbits.go, mpagecache.go.
+ */
+#ifndef GOMALLOC_PAGEALLOC_H
+#define GOMALLOC_PAGEALLOC_H
+
+#include "internal.h"
+
+/* A summary of a run of pages: free pages at the start, the longest free
+ * run anywhere, free pages at the end; 21 bits each. Bit 63 set means all
+ * three equal 2^21 (a fully free root entry). 0 means fully in use. */
+typedef uint64_t palloc_sum;
+
+#define SUM_BITS 21
+#define SUM_MAX ((uint64_t)1 << SUM_BITS)
+#define SUM_MASK (SUM_MAX - 1)
+
+static inline palloc_sum pack_sum(unsigned start, unsigned max, unsigned end) {
+    if (max == SUM_MAX) return (palloc_sum)1 << 63;
+    return (palloc_sum)(start & SUM_MASK) | (palloc_sum)(max & SUM_MASK) << SUM_BITS |
+           (palloc_sum)(end & SUM_MASK) << (2 * SUM_BITS);
+}
+static inline unsigned sum_start(palloc_sum s) { return s >> 63 ? SUM_MAX : (unsigned)(s & SUM_MASK); }
+static inline unsigned sum_max(palloc_sum s) {
+    return s >> 63 ? SUM_MAX : (unsigned)((s >> SUM_BITS) & SUM_MASK);
+}
+static inline unsigned sum_end(palloc_sum s) {
+    return s >> 63 ? SUM_MAX : (unsigned)((s >> (2 * SUM_BITS)) & SUM_MASK);
+}
+
+/* Per 4 MiB chunk: one bit per page, 1 = allocated; 1 = scavenged. */
+struct palloc_chunk {
+    uint64_t alloc[CHUNK_PAGES / 64];
+    uint64_t scav[CHUNK_PAGES / 64];
+};
+
+/* Radix tree of summaries: 5 levels. Levels 0..2 are flat arrays over the
+ * whole address space (reserved, mapped where the heap is); level 3 has
+ * one entry per arena and level 4 one per chunk, both kept in the arena
+ * record next to the chunk bitmaps. */
+#define SUMMARY_LEVELS 5
+#define FLAT_LEVELS 3
+
+/* Per-thread cache of up to 64 pages in one 64-page aligned window. */
+typedef struct page_cache {
+    uintptr_t base;  /* address of the window, 0 if none */
+    uint64_t cache;  /* 1 = free page owned by this cache */
+    uint64_t scav;   /* 1 = that page is scavenged (Prepared) */
+} page_cache;
+
+struct page_alloc {
+    palloc_sum *summary[FLAT_LEVELS]; /* flat levels, reserved PROT_NONE */
+    uint8_t *mapped[FLAT_LEVELS];     /* per level: bitmap of mapped OS pages */
+    uintptr_t search_addr;            /* no free page below this address */
+    uintptr_t start, end;             /* chunk indices with memory: [start, end) */
+    uint64_t free_pages;              /* free pages in the bitmaps (not in page caches) */
+    uint64_t scav_pages;              /* free pages that are scavenged */
+};
+
+#define SEARCH_ADDR_MAX UINTPTR_MAX
+
+/* All of these need the heap lock (or a test's exclusive use of p). */
+int pages_init(struct page_alloc *p);
+int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size);
+/* Returns the address of npages free pages (now allocated) or 0; *scav is
+ * set to the number of those pages that were scavenged. */
+uintptr_t pages_alloc(struct page_alloc *p, uintptr_t npages, uintptr_t *scav);
+/* The same with the address aligned to align_pages pages (a power of two). */
+uintptr_t pages_alloc_aligned(struct page_alloc *p, uintptr_t npages, uintptr_t align_pages,
+                              uintptr_t *scav);
+void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages);
+/* Allocate the extra pages right after [base, base+npages) if all free. */
+bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintptr_t extra,
+                  uintptr_t *scav);
+page_cache pages_alloc_to_cache(struct page_alloc *p);
+void pagecache_flush(struct page_alloc *p, page_cache *c);
+/* Consistency check of every summary against its recomputation. */
+void pages_check(struct page_alloc *p);
+
+/* Lock-free, owner only. */
+uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav);
+static inline bool pagecache_empty(const page_cache *c) { return c->cache == 0; }
+
+/* Bit helpers shared with the tests. */
+unsigned find_bit_range64(uint64_t c, unsigned n);
+palloc_sum chunk_summarize(const uint64_t alloc[CHUNK_PAGES / 64]);
+palloc_sum merge_summaries(const palloc_sum *sums, unsigned n, unsigned log_max_pages);
+unsigned chunk_find(const uint64_t alloc[CHUNK_PAGES / 64], unsigned npages, unsigned search_idx,
+                    unsigned *new_search_idx);
+
+#endif /* GOMALLOC_PAGEALLOC_H */
