@@ -78,7 +78,11 @@ $(B)/tests/%: tests/%.cc tests/testlib.h | $(B)/tests
 $(B)/tests/unit_%: tests/unit/%.c tests/testlib.h $(B)/libgomalloc.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) -iquote src -o $@ $< $(B)/libgomalloc.a -ldl -lm
 
-test-build: lib $(TEST_PROGS) $(UNIT_PROGS) $(B)/tools/mksizeclasses
+# A statically linked program: gomalloc replaces glibc's malloc at link time.
+$(B)/tests/static_link: tests/static/static_link.c tests/testlib.h $(B)/libgomalloc.a | $(B)/tests
+	$(CC) $(TEST_CFLAGS) -static -o $@ $< $(B)/libgomalloc.a
+
+test-build: lib $(TEST_PROGS) $(UNIT_PROGS) $(B)/tests/static_link $(B)/tools/mksizeclasses
 test: test-build
 	B=$(B) tests/run.sh
 

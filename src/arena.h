@@ -18,7 +18,10 @@ struct heap_arena {
      * a span is created; read lock-free. */
     mspan *_Atomic spans[PAGES_PER_ARENA];
 
-    /* Page-allocator state for this arena's 16 chunks (heap lock). */
+    /* Page-allocator state for this arena's 16 chunks (heap lock). The
+     * page allocator that grew this arena owns these; others read them as
+     * fully in use (tests run private page allocators beside the heap's). */
+    struct page_alloc *palloc;
     palloc_sum arena_sum;                    /* level 3 of the radix tree */
     palloc_sum chunk_sum[CHUNKS_PER_ARENA];  /* level 4 */
     struct palloc_chunk chunks[CHUNKS_PER_ARENA];

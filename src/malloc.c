@@ -176,7 +176,7 @@ static enum ptr_kind classify(const void *ptr, const char *op, mspan **sp, uintp
     }
     unsigned st = fs_state(span_free_state(s));
     if (st == SPAN_DEAD || p < s->base || p >= s->base + s->npages * PAGE_SIZE) {
-        report_misuse(op, ptr, "pointer not allocated (its memory is free)");
+        report_misuse(op, ptr, "double free or invalid pointer (its memory is already free)");
         return PTR_BAD;
     }
     *sp = s;
@@ -356,20 +356,22 @@ EXPORT void *gm_reallocarray(void *ptr, size_t count, size_t size) {
     return gm_realloc(ptr, n);
 }
 
-/* The span class for size bytes aligned to align (a power of two <= PAGE_SIZE). */
-static uint8_t aligned_spanclass(size_t size, size_t align) {
-    size_t n = size < align ? align : size;
-    unsigned cls = spanclass_sizeclass(small_spanclass(n));
+/* The span class an allocation of size bytes aligned to align (a power of
+ * two) gets, or 0 for a large object. Allocation and the sized-free checks
+ * both ask this one function. */
+static uint8_t spanclass_for(size_t size, size_t align) {
+    if (size > MAX_SMALL_SIZE || align > PAGE_SIZE) return 0;
+    if (align <= 8 || (align <= 16 && size >= 16)) return small_spanclass(size);
+    /* Smallest class holding max(size, align) whose objects are aligned:
+     * spans are page aligned, so object i is aligned to gcd(size, 8192). */
+    unsigned cls = spanclass_sizeclass(small_spanclass(size < align ? align : size));
     while (cls < NUM_SIZE_CLASSES && class_to_min_align[cls] < align) cls++;
-    return make_spanclass(cls, 1);
+    return cls < NUM_SIZE_CLASSES ? make_spanclass(cls, 1) : 0;
 }
 
 static void *aligned_alloc_internal(size_t align, size_t size) {
-    if (align <= 16 && (size >= 16 || align <= 8)) return malloc_inline(size);
-    if (size <= MAX_SMALL_SIZE && align <= PAGE_SIZE) {
-        uint8_t spc = aligned_spanclass(size, align);
-        if (spanclass_sizeclass(spc) < NUM_SIZE_CLASSES) return alloc_small(spc);
-    }
+    uint8_t spc = spanclass_for(size, align);
+    if (spc) return alloc_small(spc);
     if (align > ((size_t)1 << (HEAP_ADDR_BITS - 2))) {
         errno = ENOMEM;
         return NULL;
@@ -410,9 +412,8 @@ EXPORT int gm_posix_memalign(void **out, size_t align, size_t size) {
 
 /* Would an allocation of size bytes aligned to align have gotten s? */
 static bool size_matches(mspan *s, size_t size, size_t align) {
-    if (fs_state(span_free_state(s)) == SPAN_LARGE) return round_up(size, PAGE_SIZE) == s->elemsize;
-    uint8_t spc = align > 16 ? aligned_spanclass(size, align) : small_spanclass(size);
-    return size <= MAX_SMALL_SIZE && spc == s->spanclass;
+    if (fs_state(span_free_state(s)) == SPAN_LARGE) return size <= s->elemsize && s->elemsize - size < PAGE_SIZE;
+    return spanclass_for(size, align ? align : 1) == s->spanclass;
 }
 
 static void free_sized_checked(void *ptr, size_t size, size_t align, const char *op) {

@@ -16,6 +16,7 @@
 #define GOMALLOC_MALLOC_H
 
 #include "arena.h"
+#include "gomalloc.h"
 #include "internal.h"
 #include "mcache.h"
 #include "mspan.h"

@@ -69,7 +69,7 @@ static inline struct palloc_chunk *chunk_of(uintptr_t ci) {
 static palloc_sum load_sum(struct page_alloc *p, unsigned l, uintptr_t i) {
     if (l < FLAT_LEVELS) return p->summary[l][i];
     heap_arena *ha = atomic_load_explicit(&arena_index[l == 3 ? i : i / CHUNKS_PER_ARENA], memory_order_relaxed);
-    if (!ha) return 0;
+    if (!ha || ha->palloc != p) return 0;
     return l == 3 ? ha->arena_sum : ha->chunk_sum[i % CHUNKS_PER_ARENA];
 }
 
@@ -347,6 +347,7 @@ int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size) {
     p->end = end;
     if (base < p->search_addr) p->search_addr = base;
     for (uintptr_t ci = chunk_index(base); ci < chunk_index(limit); ci++) {
+        arena_of_chunk(ci)->palloc = p;
         struct palloc_chunk *c = chunk_of(ci);
         memset(c->alloc, 0, sizeof c->alloc);
         memset(c->scav, 0xff, sizeof c->scav);
@@ -530,7 +531,8 @@ bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintpt
     uintptr_t limit = start + extra * PAGE_SIZE - 1;
     if (limit < start || (limit >> HEAP_ADDR_BITS)) return false;
     for (uintptr_t c = chunk_index(start); c <= chunk_index(limit); c++) {
-        if (!arena_of_chunk(c)) return false;
+        heap_arena *ha = arena_of_chunk(c);
+        if (!ha || ha->palloc != p) return false;
         struct palloc_chunk *ch = chunk_of(c);
         unsigned lo = c == chunk_index(start) ? chunk_page_index(start) : 0;
         unsigned hi = c == chunk_index(limit) ? chunk_page_index(limit) : CHUNK_PAGES - 1;
@@ -624,7 +626,7 @@ void pages_check(struct page_alloc *p) {
     uintptr_t free_pages = 0, scav_pages = 0;
     for (uintptr_t ci = p->start; ci < p->end; ci++) {
         heap_arena *ha = arena_of_chunk(ci);
-        if (!ha) continue;
+        if (!ha || ha->palloc != p) continue;
         struct palloc_chunk *ch = chunk_of(ci);
         palloc_sum want = chunk_summarize(ch->alloc);
         palloc_sum have = load_sum(p, SUMMARY_LEVELS - 1, ci);
@@ -643,7 +645,10 @@ void pages_check(struct page_alloc *p) {
         uintptr_t hi = addr_to_level_index((unsigned)l, chunk_base(p->end) - 1) + 1;
         unsigned child_bits = level_bits[l + 1];
         for (uintptr_t i = lo; i < hi; i++) {
-            if (l >= FLAT_LEVELS && !arena_of_chunk(level_index_to_addr((unsigned)l, i) >> CHUNK_SHIFT)) continue;
+            if (l >= FLAT_LEVELS) {
+                heap_arena *ha = arena_of_chunk(level_index_to_addr((unsigned)l, i) >> CHUNK_SHIFT);
+                if (!ha || ha->palloc != p) continue;
+            }
             if (l < FLAT_LEVELS) {
                 /* Flat entries outside mapped pages are never read. */
                 uintptr_t pg = ((uintptr_t)&p->summary[l][i] - (uintptr_t)p->summary[l]) / phys_page_size;

@@ -1,0 +1,297 @@
+/*
+ * Unit tests of spans, thread caches and mcentral (src/mspan.c, mcache.c,
+ * mcentral.c) and of the malloc.c paths, through the gm_ API with a look at
+ * the internal state: allocation order within a span, local reuse, remote
+ * frees and the notify stack, spans handed back at thread exit and adopted
+ * again, unowned-span transitions, large objects, misuse detection, and the
+ * statistics identities.
+ */
+#include "testlib.h"
+
+#include <pthread.h>
+
+#include "malloc.h"
+#include "mcentral.h"
+#include "mheap.h"
+#include "options.h"
+#include "stats.h"
+
+static mspan *span_of_ptr(void *p) { return span_lookup((uintptr_t)p); }
+
+static int identities_hold(void) {
+    struct gm_memstats st;
+    char why[256];
+    gm_read_memstats(&st);
+    CHECKR(stats_check_identities(&st, why, sizeof why) == 0, "%s", why);
+    return 1;
+}
+
+/* Run fn in a fresh thread (a fresh cache). */
+static void in_thread(void *(*fn)(void *), void *arg) {
+    pthread_t t;
+    pthread_create(&t, NULL, fn, arg);
+    pthread_join(t, NULL);
+}
+
+struct fill { size_t size; void **out; size_t n; };
+
+static void *fill_thread(void *arg) {
+    struct fill *f = arg;
+    for (size_t i = 0; i < f->n; i++) f->out[i] = gm_malloc(f->size);
+    return NULL;
+}
+
+TEST(fresh_span_fills_in_address_order) {
+    static void *p[2000];
+    struct fill f = {100, p, 0};
+    unsigned cls = spanclass_sizeclass(small_spanclass(100));
+    f.n = class_to_nelems[cls];
+    in_thread(fill_thread, &f); /* the thread exits; its span is handed back */
+    mspan *s = span_of_ptr(p[0]);
+    for (size_t i = 0; i < f.n; i++) {
+        CHECKF(span_of_ptr(p[i]) == s, "object %zu in another span", i);
+        CHECKF((uintptr_t)p[i] == s->base + i * s->elemsize, "object %zu at %p", i, p[i]);
+    }
+    CHECK(s->needzero == 0 || s->needzero == 1);
+    /* the owner exited with every object alive: the span is unowned and full */
+    uint64_t v = span_free_state(s);
+    CHECKF(fs_state(v) == SPAN_FULL, "state %u", fs_state(v));
+    CHECK(span_owner(s) == NULL);
+    /* the first remote free moves it to the partial list, the last frees it */
+    uint64_t inuse0 = mheap_.pages_inuse;
+    gm_free(p[0]);
+    CHECKF(fs_state(span_free_state(s)) == SPAN_PARTIAL, "state %u", fs_state(span_free_state(s)));
+    for (size_t i = 1; i < f.n; i++) gm_free(p[i]);
+    CHECKF(mheap_.pages_inuse == inuse0 - s->npages || fs_state(span_free_state(s)) != SPAN_PARTIAL,
+           "span not returned: inuse %lu -> %lu", (unsigned long)inuse0, (unsigned long)mheap_.pages_inuse);
+    CHECK(identities_hold());
+}
+
+TEST(local_frees_are_reused_after_the_pass) {
+    size_t size = 48;
+    unsigned cls = spanclass_sizeclass(small_spanclass(size));
+    size_t n = class_to_nelems[cls];
+    static void *p[4096];
+    /* take whatever is left of the current span, then a whole fresh one */
+    mspan *first = NULL;
+    size_t k = 0;
+    for (;;) {
+        p[k] = gm_malloc(size);
+        if (!first) first = span_of_ptr(p[k]);
+        if (span_of_ptr(p[k]) != first) break;
+        k++;
+    }
+    mspan *s = span_of_ptr(p[k]);
+    size_t start = k;
+    for (size_t i = 1; i < n; i++) p[start + i] = gm_malloc(size);
+    for (size_t i = 0; i < n; i++) CHECK(span_of_ptr(p[start + i]) == s);
+    CHECK(s->alloc_cache == 0);
+    /* free every third object; the next allocations reuse exactly those */
+    size_t freed = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        gm_free(p[start + i]);
+        freed++;
+    }
+    for (size_t i = 0; i < freed; i++) {
+        void *q = gm_malloc(size);
+        CHECKF(q == p[start + 3 * i], "reuse %zu: got %p want %p", i, q, p[start + 3 * i]);
+    }
+    CHECK(s->needzero == 1);
+    /* calloc of recycled memory is zero */
+    gm_free(p[start]);
+    memset(p[start], 0xee, size); /* scribble on freed memory, as a buggy program would */
+    char *z = gm_calloc(1, size);
+    CHECK((void *)z == p[start]);
+    for (size_t i = 0; i < size; i++) CHECKF(z[i] == 0, "calloc byte %zu", i);
+    for (size_t i = 0; i < start + n; i++)
+        if (i != start) gm_free(p[i]);
+    gm_free(z);
+    CHECK(identities_hold());
+}
+
+struct remote { void **objs; size_t n; };
+
+static void *free_all_thread(void *arg) {
+    struct remote *r = arg;
+    for (size_t i = 0; i < r->n; i++) gm_free(r->objs[i]);
+    return NULL;
+}
+
+TEST(remote_frees_come_back_to_the_owner) {
+    static void *p[20000];
+    size_t n = 20000, size = 200;
+    for (size_t i = 0; i < n; i++) {
+        p[i] = gm_malloc(size);
+        memset(p[i], (int)i, size);
+    }
+    mcache *c = current_cache();
+    uint64_t inuse = mheap_.pages_inuse;
+    struct remote r = {p, n};
+    in_thread(free_all_thread, &r);
+    /* the owner has been told: the notify stack holds its spans */
+    CHECK(atomic_load(&c->notify) != NULL);
+    /* reallocating the same amount needs no new pages */
+    for (size_t i = 0; i < n; i++) p[i] = gm_malloc(size);
+    CHECKF(mheap_.pages_inuse <= inuse, "pages in use grew from %lu to %lu", (unsigned long)inuse,
+           (unsigned long)mheap_.pages_inuse);
+    for (size_t i = 0; i < n; i++) gm_free(p[i]);
+    CHECK(identities_hold());
+}
+
+static void *alloc_and_exit(void *arg) {
+    struct remote *r = arg;
+    for (size_t i = 0; i < r->n; i++) r->objs[i] = gm_malloc(16 + (i % 50) * 16);
+    return NULL;
+}
+
+TEST(exited_threads_hand_spans_back) {
+    static void *p[50000];
+    struct remote r = {p, 50000};
+    struct gm_memstats before, mid, after;
+    gm_read_memstats(&before);
+    in_thread(alloc_and_exit, &r);
+    gm_read_memstats(&mid);
+    CHECK(mid.heap_objects >= before.heap_objects + 50000);
+    /* every span of the exited thread is unowned now */
+    for (size_t i = 0; i < r.n; i += 97) {
+        mspan *s = span_of_ptr(p[i]);
+        CHECK(span_owner(s) != current_cache());
+        unsigned st = fs_state(span_free_state(s));
+        CHECKF(st == SPAN_FULL || st == SPAN_PARTIAL || st == SPAN_CACHED, "state %u", st);
+    }
+    for (size_t i = 0; i < r.n; i++) gm_free(p[i]);
+    gm_read_memstats(&after);
+    CHECKF(after.heap_objects <= before.heap_objects + 64, "objects %lu -> %lu", (unsigned long)before.heap_objects,
+           (unsigned long)after.heap_objects);
+    CHECKF(after.heap_inuse <= before.heap_inuse + 64 * PAGE_SIZE, "heap in use %lu -> %lu",
+           (unsigned long)before.heap_inuse, (unsigned long)after.heap_inuse);
+    CHECK(identities_hold());
+}
+
+TEST(large_objects) {
+    size_t sizes[] = {32769, 65536, 100000, 1 << 20, 5 << 20, (64 << 20) + 12345};
+    for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char *p = gm_malloc(sizes[i]);
+        CHECK(p && (uintptr_t)p % PAGE_SIZE == 0);
+        CHECK(gm_usable_size(p) == round_up(sizes[i], PAGE_SIZE));
+        memset(p, 7, sizes[i]);
+        mspan *s = span_of_ptr(p);
+        CHECK(s && s->base == (uintptr_t)p && fs_state(span_free_state(s)) == SPAN_LARGE);
+        /* every page maps to the span, so interior pointers are recognised */
+        CHECK(span_of_ptr(p + sizes[i] - 1) == s);
+        gm_free(p);
+        CHECK(fs_state(span_free_state(s)) != SPAN_LARGE || s->base != (uintptr_t)p);
+    }
+    /* calloc of fresh large memory needs no memset but is zero */
+    for (int k = 0; k < 20; k++) {
+        char *z = gm_calloc(1, 300000);
+        CHECK(z);
+        for (size_t i = 0; i < 300000; i += 4096) CHECKF(z[i] == 0, "calloc large byte %zu", i);
+        memset(z, 1, 300000);
+        gm_free(z);
+    }
+    /* realloc grows in place when the next pages are free, shrinks in place */
+    char *a = gm_malloc(40000);
+    memset(a, 3, 40000);
+    char *b = gm_realloc(a, 300000);
+    CHECK(b);
+    for (size_t i = 0; i < 40000; i++) CHECKF(b[i] == 3, "realloc lost byte %zu", i);
+    char *c2 = gm_realloc(b, 50000);
+    CHECK(c2 == b && gm_usable_size(c2) == round_up(50000, PAGE_SIZE));
+    gm_free(c2);
+    CHECK(identities_hold());
+}
+
+TEST(aligned_allocations) {
+    for (size_t al = 1; al <= (4u << 20); al <<= 1) {
+        size_t sizes[] = {1, 8, 24, 100, 4096, 5000, 40000};
+        for (unsigned i = 0; i < 7; i++) {
+            void *p = gm_aligned_alloc(al, sizes[i]);
+            CHECKF(p && (uintptr_t)p % al == 0, "aligned_alloc(%zu, %zu) = %p", al, sizes[i], p);
+            CHECK(gm_usable_size(p) >= sizes[i]);
+            memset(p, 1, sizes[i]);
+            gm_free_aligned_sized(p, al, sizes[i]);
+        }
+    }
+    void *p;
+    CHECK(gm_posix_memalign(&p, 24, 10) == EINVAL);
+    CHECK(gm_posix_memalign(&p, 2, 10) == EINVAL);
+    errno = 0;
+    CHECK(gm_aligned_alloc(3, 10) == NULL && errno == EINVAL);
+}
+
+/* ---- misuse (each in a child, since the default is abort) ---------------- */
+
+static void double_free_local(void *arg) {
+    (void)arg;
+    void *p = gm_malloc(64);
+    gm_free(p);
+    gm_free(p);
+}
+static void double_free_remote_thread_body(void *p) { gm_free(p); }
+static void *df_thread(void *p) {
+    double_free_remote_thread_body(p);
+    return NULL;
+}
+static void double_free_cross(void *arg) {
+    (void)arg;
+    void *p = gm_malloc(64);
+    in_thread(df_thread, p);
+    gm_free(p);
+}
+static void free_stack(void *arg) {
+    (void)arg;
+    int x;
+    gm_free(&x);
+}
+static void free_interior(void *arg) {
+    (void)arg;
+    char *p = gm_malloc(100);
+    gm_free(p + 16);
+}
+static void free_large_twice(void *arg) {
+    (void)arg;
+    void *p = gm_malloc(100000);
+    gm_free(p);
+    gm_free(p);
+}
+static void warn_mode(void *arg) {
+    (void)arg;
+    options.on_error_warn = 1;
+    void *p = gm_malloc(64);
+    gm_free(p);
+    errno = 77;
+    gm_free(p);
+    if (errno != 77) _exit(5);
+    _exit(0);
+}
+
+static int misuse_case(void (*fn)(void *), const char *want) {
+    char err[512];
+    int status = tl_run_child(fn, NULL, err, sizeof err, 10);
+    CHECKR(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x, stderr: %s", status, err);
+    CHECKR(strstr(err, "gomalloc: free(0x") && strstr(err, want), "stderr: %s", err);
+    return 1;
+}
+
+TEST(misuse_is_reported) {
+    CHECK(misuse_case(double_free_local, "double free"));
+    CHECK(misuse_case(double_free_cross, "double free"));
+    CHECK(misuse_case(free_stack, "not allocated by gomalloc"));
+    CHECK(misuse_case(free_interior, "interior pointer"));
+    CHECK(misuse_case(free_large_twice, "double free"));
+    char err[512];
+    int status = tl_run_child(warn_mode, NULL, err, sizeof err, 10);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "warn mode status %#x: %s", status, err);
+    CHECKF(strstr(err, "double free") && strstr(err, "(ignored)"), "stderr: %s", err);
+}
+
+TEST(stats_identities_after_threads) {
+    CHECK(identities_hold());
+    struct gm_memstats st;
+    gm_read_memstats(&st);
+    CHECK(st.sys == st.os_ready + st.os_prepared);
+    CHECK(st.mallocs >= st.frees);
+}
+
+TEST_MAIN()

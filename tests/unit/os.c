@@ -1,0 +1,121 @@
+/*
+ * Unit tests of the OS layer (src/os_linux.c), fixalloc, options parsing
+ * and the non-allocating printer.
+ */
+#include "testlib.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+
+#include "fixalloc.h"
+#include "malloc.h"
+#include "options.h"
+#include "os.h"
+#include "print.h"
+
+static uint64_t st(enum os_state s) {
+    return s == OS_RESERVED ? os_stats.reserved : s == OS_PREPARED ? os_stats.prepared : os_stats.ready;
+}
+
+TEST(state_transitions_counted_exactly) {
+    malloc_init();
+    size_t n = 1 << 20;
+    uint64_t r0 = st(OS_RESERVED), p0 = st(OS_PREPARED), y0 = st(OS_READY);
+    char *v = sys_reserve(NULL, n);
+    CHECK(v != NULL);
+    CHECK(st(OS_RESERVED) == r0 + n);
+    CHECK(sys_map(v, n, NULL) == 0);
+    CHECK(st(OS_RESERVED) == r0 && st(OS_PREPARED) == p0 + n);
+    CHECK(sys_used(v, n, n) == 0);
+    CHECK(st(OS_PREPARED) == p0 && st(OS_READY) == y0 + n);
+    memset(v, 0xab, n);
+    sys_unused(v + 4096, 8192);
+    CHECK(st(OS_READY) == y0 + n - 8192 && st(OS_PREPARED) == p0 + 8192);
+    /* released pages read back as zero (MADV_DONTNEED) */
+    CHECK(v[4096] == 0 && v[4096 + 8191] == 0 && (unsigned char)v[0] == 0xab);
+    CHECK(sys_used(v + 4096, 8192, 8192) == 0);
+    CHECK(st(OS_READY) == y0 + n);
+    sys_fault(v, 4096);
+    CHECK(st(OS_READY) == y0 + n - 4096 && st(OS_RESERVED) == r0 + 4096);
+    sys_free(v, 4096, OS_RESERVED, NULL);
+    sys_free(v + 4096, n - 4096, OS_READY, NULL);
+    CHECK(st(OS_RESERVED) == r0 && st(OS_PREPARED) == p0 && st(OS_READY) == y0);
+    char *m = sys_alloc(65536, NULL);
+    CHECK(m && st(OS_READY) == y0 + 65536);
+    sys_free(m, 65536, OS_READY, NULL);
+}
+
+static void touch_released(void *arg) {
+    (void)arg;
+    options.harddecommit = 1;
+    char *v = sys_reserve(NULL, 65536);
+    if (sys_map(v, 65536, NULL) || sys_used(v, 65536, 65536)) _exit(3);
+    v[0] = 1;          /* Ready: fine */
+    sys_unused(v, 65536);
+    v[100] = 1;        /* Prepared under harddecommit: must fault */
+    _exit(0);
+}
+
+TEST(harddecommit_faults_on_released_memory) {
+    char err[256];
+    int status = tl_run_child(touch_released, NULL, err, sizeof err, 10);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+}
+
+TEST(fixalloc_reuses_and_zeroes) {
+    static fixalloc f, g;
+    static sysstat stat;
+    fixalloc_init(&f, 40, 1, &stat);
+    fixalloc_init(&g, 40, 0, &stat);
+    char *a = fixalloc_alloc(&f), *b = fixalloc_alloc(&f);
+    CHECK(a && b && a != b);
+    CHECK(fixalloc_inuse(&f) == 2 * 40);
+    memset(a, 0x5a, 40);
+    fixalloc_free(&f, a);
+    char *c = fixalloc_alloc(&f);
+    CHECK(c == a);
+    for (int i = 0; i < 40; i++) CHECKF(c[i] == 0, "byte %d not zeroed", i);
+    char *d = fixalloc_alloc(&g);
+    memset(d, 0x5a, 40);
+    fixalloc_free(&g, d);
+    char *e = fixalloc_alloc(&g);
+    CHECK(e == d && (unsigned char)e[8] == 0x5a); /* zero = 0 keeps contents past the link */
+    CHECK(sysstat_load(&stat) >= 16384);
+    for (int i = 0; i < 2000; i++) CHECK(fixalloc_alloc(&f) != NULL); /* several chunks */
+}
+
+TEST(parse_bytes_go_syntax) {
+    uint64_t v;
+    CHECK(parse_bytes("512MiB", &v) == 0 && v == 512ull << 20);
+    CHECK(parse_bytes("1GiB", &v) == 0 && v == 1ull << 30);
+    CHECK(parse_bytes("1.5GiB", &v) == 0 && v == 3ull << 29);
+    CHECK(parse_bytes("12345", &v) == 0 && v == 12345);
+    CHECK(parse_bytes("100B", &v) == 0 && v == 100);
+    CHECK(parse_bytes("64KiB", &v) == 0 && v == 65536);
+    CHECK(parse_bytes("2TiB", &v) == 0 && v == 2ull << 40);
+    CHECK(parse_bytes("12MB", &v) != 0);
+    CHECK(parse_bytes("", &v) != 0);
+    CHECK(parse_bytes("-1", &v) != 0);
+    CHECK(parse_bytes("99999999999999999999999", &v) != 0);
+}
+
+TEST(printer_formats_without_allocating) {
+    char buf[128];
+    format_buf(buf, sizeof buf, "%s|%5d|%-5d|%05u|%x|%p|%zu|%lld|%c|%%", "ab", 42, -7, 9u, 255u, (void *)0x10,
+               (size_t)123, -5ll, 'z');
+    CHECKF(strcmp(buf, "ab|   42|-7   |00009|ff|0x10|123|-5|z|%") == 0, "got '%s'", buf);
+    struct writer w;
+    writer_init(&w, buf, sizeof buf, -1);
+    writer_bytes(&w, 1536);
+    writer_puts(&w, " ");
+    writer_bytes(&w, 100);
+    writer_puts(&w, " ");
+    writer_bytes(&w, 3ull << 30);
+    CHECKF(strcmp(buf, "1.5 KiB 100 B 3.0 GiB") == 0, "got '%s'", buf);
+    /* truncation, never overflow */
+    char small[8];
+    size_t n = format_buf(small, sizeof small, "%s", "0123456789");
+    CHECK(n == 7 && strcmp(small, "0123456") == 0);
+}
+
+TEST_MAIN()
