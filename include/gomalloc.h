@@ -70,6 +70,21 @@ GM_EXPORT size_t gm_usable_size(const void *ptr);
 /* The usable size gm_malloc(size) would give (like jemalloc's nallocx). */
 GM_EXPORT size_t gm_good_size(size_t size);
 
+/* ---- Memory return and limits ---------------------------------------- */
+
+/* Return every free page to the OS now, including the pages cached by
+ * threads (Go's debug.FreeOSMemory). Returns the number of bytes released. */
+GM_EXPORT size_t gm_release_memory(void);
+
+/* Soft memory limit (Go's debug.SetMemoryLimit / GOMEMLIMIT) on the memory
+ * gomalloc keeps resident (Ready), metadata included. Near it the scavenger
+ * works harder and caches are flushed; with GOMALLOC_MEMLIMIT_HARD=1 an
+ * allocation that would pass it fails with ENOMEM. GM_NO_LIMIT (or 0)
+ * removes the limit. Returns the previous limit. */
+#define GM_NO_LIMIT UINT64_MAX
+GM_EXPORT uint64_t gm_set_memory_limit(uint64_t bytes);
+GM_EXPORT uint64_t gm_get_memory_limit(void);
+
 /* ---- Statistics (Go's runtime.MemStats) ------------------------------ */
 
 #define GM_NUM_SIZE_CLASSES 68
@@ -108,6 +123,12 @@ struct gm_memstats {
 
     /* Large objects (> 32 KiB). */
     uint64_t large_mallocs, large_frees, large_alloc_bytes;
+
+    /* Scavenger (memory returned to the OS). */
+    uint64_t scavenged_bytes;     /* total bytes ever released */
+    uint64_t scavenge_cpu_ns;     /* CPU time spent releasing, all threads */
+    uint64_t scavenger_thread_ns; /* ... of which on the background thread */
+    uint64_t memory_limit;        /* GM_NO_LIMIT if none */
 
     uint32_t num_threads;    /* live per-thread caches */
     uint32_t num_size_classes;

@@ -13,8 +13,9 @@
  * Lock order (take only in this order; never two mcentral locks at once):
  *   1. fallback cache lock (mcache.c: threads without a cache of their own)
  *   2. mcentral[spanclass].lock
- *   3. mheap.lock
- *   4. leaf locks: each fixalloc, persistentalloc, the mcache list
+ *   3. the mcache list lock, then each mcache's page-cache lock
+ *   4. mheap.lock
+ *   5. leaf locks: each fixalloc, persistentalloc, the scavenger's state
  * The fork handlers (malloc.c) take them all in this order.
  */
 #ifndef GOMALLOC_LOCK_H

@@ -46,6 +46,7 @@
 #include "options.h"
 #include "os.h"
 #include "print.h"
+#include "scavenge.h"
 #include "stats.h"
 
 _Atomic int malloc_initialised;
@@ -56,19 +57,19 @@ static mutex init_lock;
 static void fork_prepare(void) {
     mcache_fork_prepare();
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) lock(&mheap_.central[i].lock);
+    mcache_fork_lock_caches();
     lock(&mheap_.lock);
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++) lock(&mheap_.spanalloc[k].lock);
     lock(&mheap_.cachealloc.lock);
     persistentalloc_lock();
-    mcache_list_lock();
 }
 
 static void fork_parent(void) {
-    mcache_list_unlock();
     persistentalloc_unlock();
     unlock(&mheap_.cachealloc.lock);
     for (unsigned k = SPAN_RECORD_KINDS; k-- > 0;) unlock(&mheap_.spanalloc[k].lock);
     unlock(&mheap_.lock);
+    mcache_fork_unlock_caches();
     for (unsigned i = NUM_SPAN_CLASSES; i-- > 0;) unlock(&mheap_.central[i].lock);
     mcache_fork_parent();
 }
@@ -79,6 +80,7 @@ static void fork_child(void) {
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++) mutex_reinit(&mheap_.spanalloc[k].lock);
     mutex_reinit(&mheap_.lock);
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mutex_reinit(&mheap_.central[i].lock);
+    scavenge_fork_child();
     mcache_fork_child();
 }
 
@@ -94,6 +96,7 @@ void malloc_init(void) {
     options_init();
     mheap_init();
     mcache_init();
+    scavenge_init();
     atomic_store_explicit(&malloc_initialised, 1, memory_order_release);
     unlock(&init_lock);
     /* These may allocate (glibc keeps the handler list on the heap). */
@@ -105,7 +108,9 @@ void malloc_init(void) {
 }
 
 __attribute__((destructor)) static void malloc_fini(void) {
-    if (atomic_load_explicit(&malloc_initialised, memory_order_acquire)) stats_at_exit();
+    if (!atomic_load_explicit(&malloc_initialised, memory_order_acquire)) return;
+    scavenge_shutdown();
+    stats_at_exit();
 }
 
 EXPORT const char *gm_version(void) {

@@ -63,7 +63,8 @@ static ALWAYS_INLINE void free_inline(void *ptr) {
             uint64_t window = w == s->cache_word ? s->alloc_cache : 0;
             if (likely(a & ~(window | span_remote_word(s, w)) & bit)) {
                 span_set_alloc_word(s, w, a & ~bit);
-                if (likely(++s->freed < s->free_trigger)) return;
+                stat_add(&c->stats[s->spanclass].nfree, 1);
+                if (likely(--s->countdown != 0)) return;
                 mcache_free_event(c, s);
                 return;
             }

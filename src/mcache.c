@@ -22,10 +22,10 @@
  * and server workloads of bench/, this is what lets the fast paths stay
  * atomic-free (see README.md, "Design").
  *
- * Each free by the owner counts in span.freed; when it reaches
- * span.free_trigger the free path calls mcache_free_event: a full span
- * becomes partial (trigger 1), a partial span that became empty goes back
- * to the heap (trigger = live objects), the current span never triggers.
+ * Each free by the owner decrements span.countdown; at zero the free path
+ * calls mcache_free_event. An owned full span counts down from 1 (its first
+ * free makes it partial), an owned partial span from its live objects (its
+ * last free sends it back to the heap), the current span from 2^32 - 1.
  *
  * Threads: the cache pointer is initial-exec TLS, starting at mcache_empty
  * (every slot the empty span), so the first malloc of a thread lands in the
@@ -94,34 +94,54 @@ static void owned_remove(mcache *c, mspan *s) {
  * by how many objects live in it. */
 static void file_owned_span(mcache *c, mspan *s) {
     span_writeback_window(s, c);
-    fold_freed(s, c);
     uint32_t live = span_live_objects(s);
     s->alloc_count = live;
     if (live == 0) {
         s->place = PLACE_NONE;
         mcentral_release(s, c);
     } else if (live < s->nelems) {
-        s->free_trigger = live;
+        s->countdown = live;
         owned_push(c, s, PLACE_PARTIAL);
     } else {
-        s->free_trigger = 1;
+        s->countdown = 1;
         owned_push(c, s, PLACE_FULL);
     }
 }
 
 void mcache_keep_full(mcache *c, mspan *s) { file_owned_span(c, s); }
 
-/* A local free reached span.free_trigger (see the header comment). */
-void mcache_free_event(mcache *c, mspan *s) {
+/* Move an owned span that lost `n` objects; release it if it is empty. */
+static void owned_lost(mcache *c, mspan *s, uint32_t n) {
     if (s->place == PLACE_FULL) {
+        uint32_t live = s->alloc_count - n;
         owned_remove(c, s);
+        if (live == 0) {
+            mcentral_release(s, c); /* empty: its pages go back to the heap */
+            return;
+        }
+        s->countdown = live;
         owned_push(c, s, PLACE_PARTIAL);
-        s->free_trigger = s->alloc_count;
-    }
-    if (s->place == PLACE_PARTIAL && s->freed >= s->alloc_count) {
-        /* Empty: its pages go back to the heap. */
+    } else if (s->place == PLACE_PARTIAL) {
+        if (n < s->countdown) {
+            s->countdown -= n;
+            return;
+        }
         owned_remove(c, s);
         mcentral_release(s, c);
+    }
+}
+
+/* A local free brought span.countdown to zero (see the header comment). */
+void mcache_free_event(mcache *c, mspan *s) {
+    switch (s->place) {
+    case PLACE_FULL:
+        owned_lost(c, s, 1);
+        break;
+    case PLACE_PARTIAL:
+        owned_lost(c, s, 0); /* countdown 0: empty */
+        break;
+    default:
+        s->countdown = UINT32_MAX; /* the current span: the counter wrapped */
     }
 }
 
@@ -132,17 +152,7 @@ void mcache_drain_notify(mcache *c) {
         list = atomic_load_explicit(&s->notify_next, memory_order_relaxed);
         atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_acq_rel);
         uint32_t n = span_absorb_remote(s);
-        if (!n || (s->place != PLACE_PARTIAL && s->place != PLACE_FULL)) continue;
-        s->alloc_count -= n;
-        if (s->place == PLACE_FULL) {
-            owned_remove(c, s);
-            owned_push(c, s, PLACE_PARTIAL);
-        }
-        s->free_trigger = s->alloc_count;
-        if (s->freed >= s->alloc_count) {
-            owned_remove(c, s);
-            mcentral_release(s, c);
-        }
+        if (n) owned_lost(c, s, n);
     }
 }
 
@@ -157,8 +167,7 @@ static mspan *refill(mcache *c, uint8_t spc) {
     mcache_drain_notify(c);
     while ((s = c->partial[spc]) != NULL) {
         owned_remove(c, s);
-        fold_freed(s, c);
-        s->free_trigger = UINT32_MAX;
+        s->countdown = UINT32_MAX;
         if (span_rescan(s, c)) {
             s->place = PLACE_CURRENT;
             c->alloc[spc] = s;
@@ -218,9 +227,10 @@ static mcache *new_cache(bool is_fallback) {
 }
 
 static void fold_into_orphans(mcache *c) {
-    for (unsigned i = 0; i < NUM_SIZE_CLASSES; i++) {
-        atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], c->stats[i].nmalloc, memory_order_relaxed);
-        atomic_fetch_add_explicit(&orphan_stats.nfree[i], c->stats[i].nfree, memory_order_relaxed);
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+        unsigned i = spanclass_sizeclass((uint8_t)spc);
+        atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], c->stats[spc].nmalloc, memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_stats.nfree[i], c->stats[spc].nfree, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&orphan_stats.large_nmalloc, c->large_nmalloc, memory_order_relaxed);
     atomic_fetch_add_explicit(&orphan_stats.large_nfree, c->large_nfree, memory_order_relaxed);
@@ -275,7 +285,19 @@ void mcache_release_all(mcache *c) {
             mcentral_release(s, c);
         }
     }
+    lock(&c->pcache_lock);
     mheap_flush_pagecache(&c->pcache);
+    unlock(&c->pcache_lock);
+}
+
+void mcache_flush_all_page_caches(void) {
+    lock(&list_lock);
+    for (mcache *c = all_caches; c; c = c->next) {
+        lock(&c->pcache_lock);
+        mheap_flush_pagecache(&c->pcache);
+        unlock(&c->pcache_lock);
+    }
+    unlock(&list_lock);
 }
 
 void mcache_thread_exit(void *arg) {
@@ -303,9 +325,10 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4
     uint32_t n = 0;
     lock(&list_lock);
     for (mcache *c = all_caches; c; c = c->next) {
-        for (unsigned i = 0; i < NUM_SIZE_CLASSES; i++) {
-            out[i].nmalloc += __atomic_load_n(&c->stats[i].nmalloc, __ATOMIC_RELAXED);
-            out[i].nfree += __atomic_load_n(&c->stats[i].nfree, __ATOMIC_RELAXED);
+        for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+            unsigned i = spanclass_sizeclass((uint8_t)spc);
+            out[i].nmalloc += __atomic_load_n(&c->stats[spc].nmalloc, __ATOMIC_RELAXED);
+            out[i].nfree += __atomic_load_n(&c->stats[spc].nfree, __ATOMIC_RELAXED);
         }
         large[0] += __atomic_load_n(&c->large_nmalloc, __ATOMIC_RELAXED);
         large[1] += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
@@ -339,11 +362,37 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4
 void mcache_fork_prepare(void) { lock(&fallback_lock); }
 void mcache_fork_parent(void) { unlock(&fallback_lock); }
 
+/* Between the mcentral locks and the heap lock (see lock.h). */
+void mcache_fork_lock_caches(void) {
+    lock(&list_lock);
+    for (mcache *c = all_caches; c; c = c->next) lock(&c->pcache_lock);
+}
+void mcache_fork_unlock_caches(void) {
+    for (mcache *c = all_caches; c; c = c->next) unlock(&c->pcache_lock);
+    unlock(&list_lock);
+}
+
 /* Child: only the forking thread survives. The caches of the others will
  * never be used again: hand their spans back, then drop them. */
+/* A remote free that was flagging or pushing a span when the fork happened
+ * will never finish in the child: drain what arrived, clear the rest. */
+static void clear_stale_notify(mcache *c) {
+    mcache_drain_notify(c);
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+        if (c->alloc[spc] != &emptyspan)
+            atomic_fetch_and_explicit(&c->alloc[spc]->free_state, ~FS_NOTIFY, memory_order_relaxed);
+        for (mspan *s = c->partial[spc]; s; s = s->next)
+            atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_relaxed);
+        for (mspan *s = c->full[spc]; s; s = s->next)
+            atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_relaxed);
+    }
+}
+
 void mcache_fork_child(void) {
     mutex_reinit(&fallback_lock);
     mutex_reinit(&list_lock);
+    for (mcache *c = all_caches; c; c = c->next) mutex_reinit(&c->pcache_lock);
+    for (mcache *c = all_caches; c; c = c->next) clear_stale_notify(c);
     for (;;) {
         mcache *victim = NULL;
         for (mcache *c = all_caches; c; c = c->next)
@@ -356,6 +405,3 @@ void mcache_fork_child(void) {
         delete_cache(victim);
     }
 }
-
-void mcache_list_lock(void) { lock(&list_lock); }
-void mcache_list_unlock(void) { unlock(&list_lock); }

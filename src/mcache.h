@@ -6,6 +6,7 @@
 #define GOMALLOC_MCACHE_H
 
 #include "internal.h"
+#include "lock.h"
 #include "mspan.h"
 #include "pagealloc.h"
 
@@ -30,8 +31,10 @@ struct mcache {
      * threads (lock-free stack), drained by the owner. */
     mspan *_Atomic notify;
 
-    page_cache pcache;                       /* owner only */
-    struct class_stats stats[NUM_SIZE_CLASSES];
+    mutex pcache_lock;                       /* guards pcache: the owner, or a thread
+                                                flushing every cache (scavenge.c) */
+    page_cache pcache;
+    struct class_stats stats[NUM_SPAN_CLASSES]; /* by span class, owner only */
     uint64_t large_nmalloc, large_nfree;     /* owner only */
     uint64_t large_alloc_bytes, large_free_bytes;
 
@@ -66,8 +69,10 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4
 void mcache_fork_prepare(void);
 void mcache_fork_parent(void);
 void mcache_fork_child(void);
-void mcache_list_lock(void);
-void mcache_list_unlock(void);
+void mcache_fork_lock_caches(void);
+void mcache_fork_unlock_caches(void);
+/* Give every thread's page cache back to the heap (any thread). */
+void mcache_flush_all_page_caches(void);
 void mcache_init(void);
 
 /* Statistics counters of threads that no longer have a cache, and of frees
@@ -83,12 +88,13 @@ static inline void stat_add(uint64_t *counter, uint64_t n) {
     __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
-/* Count a free by thread cache c (or globally when the thread has none). */
-static inline void count_free(mcache *c, unsigned sizeclass) {
+/* Count a free of span class spc by thread cache c (or globally when the
+ * thread has none). */
+static inline void count_free(mcache *c, uint8_t spc) {
     if (c != &mcache_empty)
-        stat_add(&c->stats[sizeclass].nfree, 1);
+        stat_add(&c->stats[spc].nfree, 1);
     else
-        atomic_fetch_add_explicit(&orphan_stats.nfree[sizeclass], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_stats.nfree[spanclass_sizeclass(spc)], 1, memory_order_relaxed);
 }
 
 #endif /* GOMALLOC_MCACHE_H */

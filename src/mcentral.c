@@ -91,8 +91,7 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
         }
         atomic_store_explicit(&s->owner, c, memory_order_relaxed);
         unlock(&mc->lock);
-        s->free_trigger = UINT32_MAX;
-        s->freed = 0;
+        s->countdown = UINT32_MAX;
         if (span_rescan(s, c)) return s;
         /* Every object is still in use (its free was a double free that
          * the absorb rejected): keep it as an owned full span. */
@@ -111,7 +110,6 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
 void mcentral_release(mspan *s, mcache *c) {
     mcentral *mc = &mheap_.central[s->spanclass];
     span_writeback_window(s, c);
-    fold_freed(s, c);
     for (;;) {
         uint64_t v = span_free_state(s);
         if (v & FS_NOTIFY) {

@@ -26,8 +26,9 @@
  *
  * Locking: the heap lock guards the page allocator, growth and cur_arena;
  * it is never taken on the malloc or free fast paths. Callers may hold an
- * mcentral lock (lock order: mcentral before heap). Record fixallocs have
- * their own leaf locks.
+ * mcentral lock; a thread's page cache is used under its page-cache lock,
+ * taken before the heap lock (lock.h). Record fixallocs have their own
+ * leaf locks. After pages are freed the scavenger is poked (scavenge.c).
  */
 #include "mheap.h"
 
@@ -40,6 +41,7 @@
 #include "options.h"
 #include "os.h"
 #include "print.h"
+#include "scavenge.h"
 
 struct mheap mheap_;
 
@@ -114,7 +116,13 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
     }
     s->record_kind = (uint8_t)kind;
     uintptr_t base = 0, scav = 0;
+    if (options.memlimit_hard && !scavenge_check_limit(npages * PAGE_SIZE)) {
+        fixalloc_free(&mheap_.spanalloc[kind], s);
+        errno = ENOMEM;
+        return NULL;
+    }
     if (c && npages < PAGE_CACHE_MAX_ALLOC && align_pages <= 1) {
+        lock(&c->pcache_lock);
         if (pagecache_empty(&c->pcache)) {
             lock(&mheap_.lock);
             c->pcache = pages_alloc_to_cache(&mheap_.pages);
@@ -131,6 +139,7 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
             atomic_fetch_sub_explicit(&mheap_.pagecache_free, npages, memory_order_relaxed);
             atomic_fetch_sub_explicit(&mheap_.pagecache_scav, scav, memory_order_relaxed);
         }
+        unlock(&c->pcache_lock);
     }
     if (!base) {
         lock(&mheap_.lock);
@@ -142,6 +151,8 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
         errno = ENOMEM;
         return NULL;
     }
+    /* Soft limit: these pages are about to become Ready (Go: allocSpan). */
+    if (scav && !options.memlimit_hard) scavenge_check_limit(scav * PAGE_SIZE);
     if (scav && sys_used((void *)base, npages * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
         lock(&mheap_.lock);
         pages_free(&mheap_.pages, base, npages);
@@ -168,6 +179,7 @@ void mheap_free_span(mspan *s) {
     unlock(&mheap_.lock);
     atomic_fetch_sub_explicit(&mheap_.pages_inuse, npages, memory_order_relaxed);
     fixalloc_free(&mheap_.spanalloc[s->record_kind], s);
+    scavenge_poke();
 }
 
 bool mheap_grow_large(mspan *s, uintptr_t new_npages) {
@@ -202,6 +214,7 @@ void mheap_shrink_large(mspan *s, uintptr_t new_npages) {
     pages_free(&mheap_.pages, start, extra);
     unlock(&mheap_.lock);
     atomic_fetch_sub_explicit(&mheap_.pages_inuse, extra, memory_order_relaxed);
+    scavenge_poke();
 }
 
 void mheap_flush_pagecache(page_cache *pc) {

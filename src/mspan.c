@@ -45,8 +45,7 @@ void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->div_mul = class_to_divmagic[cls];
     s->nelems = class_to_nelems[cls];
     s->cache_word = 0;
-    s->freed = 0;
-    s->free_trigger = UINT32_MAX;
+    s->countdown = UINT32_MAX;
     s->alloc_count = 0;
     s->npages = npages;
     s->limit = base + (uintptr_t)s->nelems * s->elemsize;
@@ -73,8 +72,7 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->div_mul = 0;
     s->nelems = 1;
     s->cache_word = 0;
-    s->freed = 0;
-    s->free_trigger = UINT32_MAX;
+    s->countdown = UINT32_MAX;
     s->alloc_count = 1;
     s->npages = npages;
     s->limit = base + npages * PAGE_SIZE;
@@ -97,7 +95,7 @@ static void load_window(mspan *s, mcache *c, unsigned w, uint64_t free) {
     s->alloc_cache = free;
     s->cache_word = (uint16_t)w;
     s->cache_base = s->base + (uintptr_t)w * 64 * s->elemsize;
-    stat_add(&c->stats[spanclass_sizeclass(s->spanclass)].nmalloc, popcount64(free));
+    stat_add(&c->stats[s->spanclass].nmalloc, popcount64(free));
 }
 
 /* Absorb the remote frees of s into its allocation bits (owner only).
@@ -127,14 +125,6 @@ uint32_t span_absorb_remote(mspan *s) {
     return good;
 }
 
-/* Fold the local-free counter into the owner's statistics. */
-void fold_freed(mspan *s, mcache *c) {
-    if (s->freed) {
-        stat_add(&c->stats[spanclass_sizeclass(s->spanclass)].nfree, s->freed);
-        s->freed = 0;
-    }
-}
-
 /* The window is used up: find the next word with free objects. */
 bool span_next_window(mspan *s, mcache *c) {
     for (unsigned w = s->cache_word + 1u; w < s->nwords; w++) {
@@ -153,7 +143,6 @@ bool span_next_window(mspan *s, mcache *c) {
 bool span_rescan(mspan *s, mcache *c) {
     span_writeback_window(s, c);
     span_absorb_remote(s);
-    fold_freed(s, c);
     for (unsigned w = 0; w < s->nwords; w++) {
         uint64_t free = ~span_alloc_word(s, w);
         if (free) {
@@ -174,7 +163,7 @@ void span_writeback_window(mspan *s, mcache *c) {
     unsigned w = s->cache_word;
     span_set_alloc_word(s, w, span_alloc_word(s, w) & ~s->alloc_cache);
     uint64_t n = popcount64(s->alloc_cache);
-    uint64_t *m = &c->stats[spanclass_sizeclass(s->spanclass)].nmalloc;
+    uint64_t *m = &c->stats[s->spanclass].nmalloc;
     __atomic_store_n(m, __atomic_load_n(m, __ATOMIC_RELAXED) - n, __ATOMIC_RELAXED);
     s->alloc_cache = 0;
 }
@@ -199,7 +188,7 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c) {
         report_misuse("free", (void *)p, "double free (object already freed by another thread)");
         return;
     }
-    count_free(c, spanclass_sizeclass(s->spanclass));
+    count_free(c, s->spanclass);
     uint64_t v = atomic_fetch_add_explicit(&s->free_state, 1, memory_order_acq_rel) + 1;
     unsigned st = fs_state(v);
     if (st == SPAN_CACHED) {

@@ -91,18 +91,18 @@ struct mspan {
     uint32_t div_mul;          /* offset * div_mul >> 32 == offset / elemsize */
     uint16_t nelems;           /* objects in the span */
     uint16_t cache_word;       /* owner: the window alloc_cache mirrors */
-    uint32_t freed;            /* owner: local frees since the counters were folded */
-    uint32_t free_trigger;     /* owner: when freed reaches this, free calls the slow path */
+    uint32_t countdown;        /* owner: local frees until the free path must call
+                                  mcache_free_event (see mcache.c) */
+    uint8_t spanclass;
 
     /* ---- Line 1: shared state and slow paths. ---- */
     _Atomic uint64_t free_state; /* see the header comment */
-    uint32_t alloc_count;      /* live objects: for an owned span not current, before
-                                  `freed` is subtracted; for an unowned one, at release */
+    uint32_t alloc_count;      /* live objects: of an owned full span; of an unowned
+                                  span, at its release */
     uintptr_t npages;
     uintptr_t limit;           /* base + nelems * elemsize */
     mspan *next, *prev;        /* owner's partial/full list or the mcentral partial list */
     mspan *_Atomic notify_next;/* link on the owner's notify stack */
-    uint8_t spanclass;
     uint8_t needzero;          /* objects handed out may hold old data */
     uint8_t nwords;            /* 64-bit words per bitmap */
     uint8_t record_kind;       /* which record allocator this came from */
@@ -145,7 +145,6 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
 bool span_next_window(mspan *s, mcache *c);
 bool span_rescan(mspan *s, mcache *c);
 void span_first_window(mspan *s, mcache *c);
-void fold_freed(mspan *s, mcache *c);
 uint32_t span_absorb_remote(mspan *s);
 void span_writeback_window(mspan *s, mcache *c);
 uint32_t span_live_objects(mspan *s);

@@ -18,9 +18,10 @@ extern char **environ;
 
 struct options options = {
     .linear_reserve = 64ull << 30,
+    .scavenge_percent = 1,
 };
 
-enum kind { BOOL, STATS, ARENA, ON_ERROR, BYTES };
+enum kind { BOOL, STATS, ARENA, ON_ERROR, BYTES, SCAVENGE, PERCENT };
 
 struct option_row {
     const char *name; /* without the GOMALLOC_ prefix */
@@ -40,6 +41,13 @@ static const struct option_row table[] = {
      "address space reserved up front by GOMALLOC_ARENA=linear (default 64GiB)"},
     {"ON_ERROR", ON_ERROR, &options.on_error_warn,
      "abort (default): misuse such as a double free aborts; warn: report and continue"},
+    {"SCAVENGE", SCAVENGE, &options.scavenge,
+     "background (default): a paced thread returns free pages; inline: the freeing threads do; off"},
+    {"SCAVENGE_PERCENT", PERCENT, &options.scavenge_percent,
+     "CPU the scavenger may use, in percent of one CPU (default 1)"},
+    {"MEMLIMIT", BYTES, &options.memlimit, "soft memory limit in Go's GOMEMLIMIT syntax (e.g. 512MiB); 0: none"},
+    {"MEMLIMIT_HARD", BOOL, &options.memlimit_hard,
+     "1: an allocation that would pass GOMALLOC_MEMLIMIT fails with ENOMEM"},
 };
 
 int parse_bytes(const char *s, uint64_t *out) {
@@ -122,6 +130,22 @@ static void set_option(const struct option_row *row, const char *val) {
     case BYTES:
         ok = parse_bytes(val, (uint64_t *)row->value) == 0;
         break;
+    case SCAVENGE:
+        if (!strcmp(val, "background") || !strcmp(val, "1") || !strcmp(val, "on"))
+            *iv = 0;
+        else if (!strcmp(val, "inline"))
+            *iv = 1;
+        else if (!strcmp(val, "off") || !strcmp(val, "0"))
+            *iv = 2;
+        else
+            ok = 0;
+        break;
+    case PERCENT: {
+        uint64_t v;
+        ok = parse_bytes(val, &v) == 0 && v >= 1 && v <= 100;
+        if (ok) *(unsigned *)row->value = (unsigned)v;
+        break;
+    }
     }
     if (!ok) print_err("gomalloc: GOMALLOC_%s=%s: invalid value (ignored)\n", row->name, val);
 }
@@ -182,6 +206,12 @@ void options_print(int fd) {
             break;
         case BYTES:
             writer_bytes(&w, (unsigned long long)*(uint64_t *)row->value);
+            break;
+        case SCAVENGE:
+            writer_puts(&w, v == 0 ? "background" : v == 1 ? "inline" : "off");
+            break;
+        case PERCENT:
+            writer_printf(&w, "%u", *(unsigned *)row->value);
             break;
         }
         writer_printf(&w, "  (%s)\n", row->help);

@@ -65,9 +65,11 @@ EXPORT void *pvalloc(size_t size) {
 
 /* ---- glibc extras ------------------------------------------------------ */
 
+/* Returns 1 if memory was released (glibc's contract); pad is ignored:
+ * every free page goes back. */
 EXPORT int malloc_trim(size_t pad) {
     (void)pad;
-    return 0;
+    return gm_release_memory() > 0;
 }
 
 EXPORT void malloc_stats(void) { gm_print_stats(2, 0); }

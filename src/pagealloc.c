@@ -619,6 +619,89 @@ uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav) {
     return c->base + (uintptr_t)i * PAGE_SIZE;
 }
 
+/* ---- Scavenging support (Go: mgcscavenge.go) -------------------------- */
+
+/* Pages per huge page, and the density above which a huge page is left
+ * alone by non-forced scavenging (Go: scavChunkHiOccFrac = 496/512). */
+#define HUGE_PAGES_PER_REGION (2u << 20 >> PAGE_SHIFT)
+
+static bool region_dense(const struct palloc_chunk *ch, unsigned page) {
+    unsigned first = page / HUGE_PAGES_PER_REGION * HUGE_PAGES_PER_REGION;
+    unsigned used = bits_count_range(ch->alloc, first, HUGE_PAGES_PER_REGION);
+    return used * 32 >= HUGE_PAGES_PER_REGION * 31;
+}
+
+uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool force, uintptr_t *cursor,
+                               uintptr_t *npages) {
+    *npages = 0;
+    if (!p->end || !max_pages) return 0;
+    uintptr_t top = *cursor;
+    if (top > chunk_base(p->end)) top = chunk_base(p->end);
+    /* Runs must be whole OS pages (several of ours with 16K/64K pages). */
+    unsigned unit = phys_page_size > PAGE_SIZE ? (unsigned)(phys_page_size / PAGE_SIZE) : 1;
+    while (top > chunk_base(p->start)) {
+        uintptr_t ci = chunk_index(top - 1);
+        heap_arena *ha = arena_of_chunk(ci);
+        if (!ha || ha->palloc != p) {
+            top = chunk_base(ci);
+            continue;
+        }
+        struct palloc_chunk *ch = chunk_of(ci);
+        unsigned limit = (unsigned)((top - 1 - chunk_base(ci)) >> PAGE_SHIFT) + 1; /* pages [0, limit) */
+        /* The highest free, unscavenged page below limit, region by region
+         * (a region is one 2 MiB huge page), skipping dense regions. */
+        int hi = -1;
+        for (int r = (int)((limit - 1) / HUGE_PAGES_PER_REGION); r >= 0 && hi < 0; r--) {
+            unsigned first = (unsigned)r * HUGE_PAGES_PER_REGION;
+            unsigned end = first + HUGE_PAGES_PER_REGION < limit ? first + HUGE_PAGES_PER_REGION : limit;
+            if (!force && region_dense(ch, first)) continue;
+            for (int w = (int)((end - 1) / 64); w >= (int)(first / 64) && hi < 0; w--) {
+                uint64_t cand = ~ch->alloc[w] & ~ch->scav[w];
+                unsigned wend = end - (unsigned)w * 64; /* bits [0, wend) of this word are eligible */
+                if (wend < 64) cand &= ((uint64_t)1 << wend) - 1;
+                if (cand) hi = w * 64 + 63 - __builtin_clzll(cand);
+            }
+        }
+        if (hi < 0) {
+            top = chunk_base(ci);
+            continue;
+        }
+        /* Extend the run downwards, up to max_pages, not into dense regions. */
+        unsigned lo = (unsigned)hi;
+        while (lo > 0 && (unsigned)hi - lo + 1 < max_pages) {
+            unsigned q = lo - 1;
+            if ((ch->alloc[q / 64] | ch->scav[q / 64]) >> (q % 64) & 1) break;
+            if (!force && q % HUGE_PAGES_PER_REGION == HUGE_PAGES_PER_REGION - 1 && region_dense(ch, q)) break;
+            lo = q;
+        }
+        unsigned start = (unsigned)round_up(lo, unit), end = (unsigned)round_down((unsigned)hi + 1, unit);
+        if (end <= start) {
+            top = chunk_base(ci) + (uintptr_t)lo * PAGE_SIZE; /* too small for an OS page */
+            continue;
+        }
+        uintptr_t base = chunk_base(ci) + (uintptr_t)start * PAGE_SIZE, n = end - start;
+        bits_set_range(ch->alloc, start, (unsigned)n, true);
+        p->free_pages -= n;
+        update(p, base, n, true, true);
+        *npages = n;
+        *cursor = base;
+        return base;
+    }
+    *cursor = chunk_base(p->start);
+    return 0;
+}
+
+void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
+    struct palloc_chunk *ch = chunk_of(chunk_index(base));
+    unsigned lo = chunk_page_index(base);
+    bits_set_range(ch->alloc, lo, (unsigned)npages, false);
+    bits_set_range(ch->scav, lo, (unsigned)npages, true);
+    p->free_pages += npages;
+    p->scav_pages += npages;
+    if (base < p->search_addr) p->search_addr = base;
+    update(p, base, npages, true, false);
+}
+
 /* ---- Consistency check ------------------------------------------------ */
 
 void pages_check(struct page_alloc *p) {

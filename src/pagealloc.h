@@ -76,6 +76,17 @@ bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintpt
                   uintptr_t *scav);
 page_cache pages_alloc_to_cache(struct page_alloc *p);
 void pagecache_flush(struct page_alloc *p, page_cache *c);
+/* Scavenging (Go: scavengeOne): find the highest run of free, unscavenged
+ * pages below *cursor, at most max_pages long, and claim it (mark it in use
+ * so nobody allocates it while the lock is dropped for the system call).
+ * Unless force, 2 MiB regions that are nearly full (>= 96.9% in use) are
+ * skipped, so dense huge pages are not split. Returns the base (0 if none)
+ * and moves *cursor down to it. */
+uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool force, uintptr_t *cursor,
+                               uintptr_t *npages);
+/* Give back a claimed run, now scavenged. */
+void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages);
+
 /* Consistency check of every summary against its recomputation. */
 void pages_check(struct page_alloc *p);
 

@@ -40,6 +40,7 @@
 #include "options.h"
 #include "os.h"
 #include "print.h"
+#include "scavenge.h"
 
 EXPORT void gm_read_memstats(struct gm_memstats *st) {
     memset(st, 0, sizeof *st);
@@ -92,6 +93,11 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     st->other_sys = sysstat_load(&metastats.arena) + sysstat_load(&metastats.pagealloc) +
                     sysstat_load(&metastats.other);
     st->sys = st->heap_sys + st->mspan_sys + st->mcache_sys + st->other_sys;
+
+    st->scavenged_bytes = atomic_load_explicit(&scavenge_stats.released_bytes, memory_order_relaxed);
+    st->scavenge_cpu_ns = atomic_load_explicit(&scavenge_stats.work_ns, memory_order_relaxed);
+    st->scavenger_thread_ns = atomic_load_explicit(&scavenge_stats.background_ns, memory_order_relaxed);
+    st->memory_limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
 
     st->os_reserved = atomic_load_explicit(&os_stats.reserved, memory_order_relaxed);
     st->os_prepared = atomic_load_explicit(&os_stats.prepared, memory_order_relaxed);
@@ -148,6 +154,8 @@ static void print_text(struct writer *w, const struct gm_memstats *st) {
     ROW("Ready", st->os_ready, "address space usable");
     ROW("Reserved", st->os_reserved, "address space reserved, not mapped");
 #undef ROW
+    writer_printf(w, "gomalloc:   scavenger released %llu KiB in %llu ms of CPU\n",
+                  (unsigned long long)(st->scavenged_bytes >> 10), (unsigned long long)(st->scavenge_cpu_ns / 1000000));
     writer_printf(w, "gomalloc:   Mallocs %llu, Frees %llu, HeapObjects %llu, large %llu/%llu, threads %u\n",
                   (unsigned long long)st->mallocs, (unsigned long long)st->frees,
                   (unsigned long long)st->heap_objects, (unsigned long long)st->large_mallocs,
@@ -184,6 +192,9 @@ static void print_json(struct writer *w, const struct gm_memstats *st) {
     F("Reserved", st->os_reserved);
     F("Prepared", st->os_prepared);
     F("Ready", st->os_ready);
+    F("Scavenged", st->scavenged_bytes);
+    F("ScavengeCPUNanos", st->scavenge_cpu_ns);
+    F("MemoryLimit", st->memory_limit);
     F("LargeMallocs", st->large_mallocs);
     F("LargeFrees", st->large_frees);
     F("Threads", st->num_threads);

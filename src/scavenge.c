@@ -1,0 +1,350 @@
+/*
+ * scavenge.c: giving free pages back to the OS.
+ *
+ * Owns: the background scavenger thread, its pacing and goal, the inline
+ * mode, the soft and hard memory limit, gm_release_memory / malloc_trim.
+ * Go counterpart: mgcscavenge.go (and the memory-limit half of mgcpacer.go).
+ *
+ * What is released: free pages of the page allocator that are not already
+ * scavenged, highest addresses first (allocation is first fit from the
+ * bottom, so the top of the heap is the least likely to be reused). A run is
+ * claimed under the heap lock, released with madvise(MADV_DONTNEED) without
+ * it (os_linux.c: Ready -> Prepared, RSS drops at once), and given back
+ * marked scavenged. Unless forced, 2 MiB regions that are >= 96.9% in use
+ * are left alone so a dense huge page is not split (Go's density rule).
+ *
+ * How much: the goal is to keep retained memory (heap mapped minus released)
+ * at 1.1 x the recent peak of memory in use plus 4 MiB, where the peak decays
+ * with a half-life of half a second (Go scales its goal with the GC's heap
+ * goal; without a collector we use a time-decayed peak instead). With a memory
+ * limit (GOMALLOC_MEMLIMIT, gm_set_memory_limit) the scavenger also works,
+ * forced, whenever Ready memory passes 95% of the limit, and an allocation
+ * that would pass the limit first releases the excess synchronously and asks
+ * threads to flush their page caches; with GOMALLOC_MEMLIMIT_HARD=1 it fails
+ * with ENOMEM instead of passing it.
+ *
+ * Pacing: the background thread releases in runs of up to 4 MiB (each
+ * madvise call has a fixed cost far above its per-page cost on virtual
+ * machines, so few large calls beat many small ones) within a CPU budget:
+ * a token bucket that accrues p% of one CPU (GOMALLOC_SCAVENGE_PERCENT,
+ * default 1) and holds at most 25 ms, so the scavenger averages at most p%
+ * over any stretch longer than a few seconds while a sudden drop of 1 GiB
+ * is returned in about two seconds, not twenty. It is started lazily,
+ * by the first free that leaves more than the goal resident, sleeps while
+ * there is nothing to do, and is started again on demand after fork.
+ * GOMALLOC_SCAVENGE=inline does the same work on the threads that free, within
+ * the same CPU budget; =off never releases anything except on request.
+ *
+ * Locking: scav.lock (a leaf) guards the goal state and thread start; the
+ * heap lock is taken around each claim and give-back, never across madvise.
+ */
+#include "scavenge.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gomalloc.h"
+#include "malloc.h"
+#include "mcache.h"
+#include "mheap.h"
+#include "options.h"
+#include "os.h"
+#include "print.h"
+
+struct scavenge_stats scavenge_stats;
+_Atomic uint64_t memory_limit = UINT64_MAX;
+
+enum { THREAD_NONE, THREAD_STARTING, THREAD_RUNNING, THREAD_FAILED };
+
+#define RUN_PAGES (4u << 20 >> PAGE_SHIFT) /* the largest run per madvise */
+#define GOAL_SLACK (4u << 20)
+#define PEAK_HALF_LIFE_NS 500000000ull
+#define BURST_NS 25000000ll /* CPU the scavenger may spend at once: 2.5 s of 1% */
+
+static struct {
+    mutex lock;                /* goal state, inline budget */
+    _Atomic int thread_state;
+    _Atomic uint32_t wake;     /* futex word: bumped to wake the thread */
+    _Atomic int sleeping;      /* the thread waits for work */
+    _Atomic int exiting;
+    uint64_t peak;             /* decayed peak of bytes in use */
+    uint64_t peak_ns;          /* when peak was last updated */
+    int64_t tokens;            /* CPU budget left, ns (token bucket) */
+    uint64_t tokens_ns;        /* when tokens was last refilled */
+} scav;
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void scavenge_init(void) {
+    mutex_reinit(&scav.lock);
+    if (options.memlimit) atomic_store(&memory_limit, options.memlimit);
+    scav.tokens = BURST_NS;
+    scav.tokens_ns = mono_ns();
+}
+
+/* The CPU budget, a token bucket: p% of one CPU accrues over wall time, at
+ * most BURST_NS of it saved up. Returns the budget left (scav.lock held). */
+static int64_t refill_tokens(void) {
+    uint64_t now = mono_ns();
+    unsigned pct = options.scavenge_percent ? options.scavenge_percent : 1;
+    scav.tokens += (int64_t)((now - scav.tokens_ns) / 100 * pct);
+    if (scav.tokens > BURST_NS) scav.tokens = BURST_NS;
+    scav.tokens_ns = now;
+    return scav.tokens;
+}
+
+static void spend_tokens(uint64_t ns) {
+    lock(&scav.lock);
+    scav.tokens -= (int64_t)ns;
+    unlock(&scav.lock);
+}
+
+/* ---- Releasing ------------------------------------------------------------ */
+
+size_t scavenge(size_t bytes, bool force) {
+    size_t done = 0;
+    uintptr_t cursor = UINTPTR_MAX;
+    int saved = errno;
+    while (done < bytes) {
+        size_t rem = bytes - done;
+        uintptr_t want = rem / PAGE_SIZE + (rem % PAGE_SIZE != 0), n = 0;
+        if (want > RUN_PAGES) want = RUN_PAGES;
+        lock(&mheap_.lock);
+        uintptr_t base = pages_scavenge_claim(&mheap_.pages, want, force, &cursor, &n);
+        unlock(&mheap_.lock);
+        if (!base) break;
+        uint64_t t0 = thread_cpu_ns();
+        sys_unused((void *)base, n * PAGE_SIZE);
+        uint64_t dt = thread_cpu_ns() - t0;
+        lock(&mheap_.lock);
+        pages_scavenge_release(&mheap_.pages, base, n);
+        unlock(&mheap_.lock);
+        atomic_fetch_add_explicit(&scavenge_stats.work_ns, dt, memory_order_relaxed);
+        atomic_fetch_add_explicit(&scavenge_stats.released_bytes, n * PAGE_SIZE, memory_order_relaxed);
+        atomic_fetch_add_explicit(&scavenge_stats.runs, 1, memory_order_relaxed);
+        done += n * PAGE_SIZE;
+    }
+    errno = saved;
+    return done;
+}
+
+void scavenge_flush_page_caches(void) { mcache_flush_all_page_caches(); }
+
+EXPORT size_t gm_release_memory(void) {
+    malloc_init();
+    scavenge_flush_page_caches();
+    size_t n = scavenge(SIZE_MAX, true);
+    if (options.verbose) print_err("gomalloc: released %zu KiB to the OS\n", n >> 10);
+    return n;
+}
+
+EXPORT uint64_t gm_set_memory_limit(uint64_t limit) {
+    malloc_init();
+    uint64_t old = atomic_exchange(&memory_limit, limit ? limit : UINT64_MAX);
+    scavenge_poke();
+    return old;
+}
+
+EXPORT uint64_t gm_get_memory_limit(void) { return atomic_load(&memory_limit); }
+
+/* ---- Goal ------------------------------------------------------------------ */
+
+struct need {
+    size_t bytes;
+    bool force;
+    bool decaying; /* the goal is still falling: look again soon */
+    bool pending;  /* enough free, unreleased memory that the falling goal
+                      will want some of it back: keep a scavenger around */
+};
+
+static struct need compute_need(void) {
+    struct need n = {0, false, false, false};
+    uint64_t inuse = atomic_load_explicit(&mheap_.pages_inuse, memory_order_relaxed) * PAGE_SIZE;
+    uint64_t now = mono_ns();
+    lock(&scav.lock);
+    uint64_t peak = scav.peak;
+    if (peak > inuse) {
+        /* peak * 2^(-dt / half-life), in steps of a tenth of a half-life */
+        uint64_t steps = (now - scav.peak_ns) / (PEAK_HALF_LIFE_NS / 10);
+        for (uint64_t i = 0; i < steps && peak > inuse; i++) peak = peak * 933 / 1000;
+        if (steps) scav.peak_ns += steps * (PEAK_HALF_LIFE_NS / 10);
+    } else {
+        scav.peak_ns = now;
+    }
+    if (peak < inuse) peak = inuse;
+    scav.peak = peak;
+    unlock(&scav.lock);
+    n.decaying = peak > inuse + GOAL_SLACK;
+    uint64_t goal = peak + peak / 10 + GOAL_SLACK;
+    uint64_t released = (mheap_.pages.scav_pages + atomic_load(&mheap_.pagecache_scav)) * PAGE_SIZE;
+    uint64_t retained = mheap_.heap_sys > released ? mheap_.heap_sys - released : 0;
+    if (retained > goal) n.bytes = retained - goal;
+    n.pending = n.bytes || (n.decaying && retained > inuse + inuse / 10 + GOAL_SLACK);
+    uint64_t limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
+    if (limit != UINT64_MAX) {
+        uint64_t ready = atomic_load_explicit(&os_stats.ready, memory_order_relaxed);
+        uint64_t target = limit / 100 * 95;
+        if (ready > target) {
+            n.force = true;
+            if (ready - target > n.bytes) n.bytes = ready - target;
+        }
+    }
+    if (n.bytes < (1u << 20) && !n.force) n.bytes = 0;
+    if (n.force) n.pending = true;
+    return n;
+}
+
+/* ---- The background thread ------------------------------------------------ */
+
+static void futex_wait_ns(_Atomic uint32_t *word, uint32_t val, uint64_t ns) {
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, ns ? &ts : NULL, NULL, 0);
+}
+
+static void sleep_ns(uint64_t ns) {
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void *scavenger_main(void *arg) {
+    (void)arg;
+    prctl(PR_SET_NAME, "gomalloc-scav");
+    unsigned pct = options.scavenge_percent ? options.scavenge_percent : 1;
+    while (!atomic_load(&scav.exiting)) {
+        uint32_t seq = atomic_load(&scav.wake);
+        struct need n = compute_need();
+        if (!n.bytes) {
+            atomic_store(&scav.sleeping, 1);
+            futex_wait_ns(&scav.wake, seq, n.decaying ? 100000000ull : 0);
+            atomic_store(&scav.sleeping, 0);
+            continue;
+        }
+        lock(&scav.lock);
+        int64_t tokens = refill_tokens();
+        unlock(&scav.lock);
+        if (tokens <= 0) {
+            /* Over budget: sleep until a millisecond of work has accrued. */
+            sleep_ns((uint64_t)(-tokens + 1000000) / pct * 100);
+            continue;
+        }
+        uint64_t t0 = thread_cpu_ns();
+        size_t got = scavenge(n.bytes < RUN_PAGES * PAGE_SIZE ? n.bytes : RUN_PAGES * PAGE_SIZE, n.force);
+        uint64_t dt = thread_cpu_ns() - t0;
+        atomic_fetch_add_explicit(&scavenge_stats.background_ns, dt, memory_order_relaxed);
+        spend_tokens(dt);
+        if (!got) {
+            /* Everything left is dense or in flight: look again later. */
+            atomic_store(&scav.sleeping, 1);
+            futex_wait_ns(&scav.wake, seq, 1000000000ull);
+            atomic_store(&scav.sleeping, 0);
+        }
+    }
+    return NULL;
+}
+
+static void start_thread(void) {
+    int expected = THREAD_NONE;
+    if (!atomic_compare_exchange_strong(&scav.thread_state, &expected, THREAD_STARTING)) return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the program's signals never land on it */
+    pthread_t t;
+    int err = pthread_create(&t, &attr, scavenger_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    atomic_store(&scav.thread_state, err ? THREAD_FAILED : THREAD_RUNNING);
+    if (err && options.verbose) print_err("gomalloc: cannot start the scavenger thread (error %d)\n", err);
+    if (!err && options.verbose) print_err("gomalloc: scavenger thread started\n");
+}
+
+/* ---- Inline mode ---------------------------------------------------------- */
+
+static void inline_step(void) {
+    uint32_t expected = 0;
+    if (!atomic_compare_exchange_strong(&scav.lock.key, &expected, 1)) return; /* someone is at it */
+    bool may = refill_tokens() > 0;
+    unlock(&scav.lock);
+    if (!may) return;
+    struct need n = compute_need();
+    if (!n.bytes) return;
+    uint64_t t0 = thread_cpu_ns();
+    scavenge(n.bytes < RUN_PAGES * PAGE_SIZE ? n.bytes : RUN_PAGES * PAGE_SIZE, n.force);
+    spend_tokens(thread_cpu_ns() - t0);
+}
+
+void scavenge_poke(void) {
+    if (options.scavenge == SCAVENGE_OFF || atomic_load_explicit(&scav.exiting, memory_order_relaxed)) return;
+    if (options.scavenge == SCAVENGE_INLINE) {
+        inline_step();
+        return;
+    }
+    int st = atomic_load_explicit(&scav.thread_state, memory_order_relaxed);
+    if (st == THREAD_RUNNING && !atomic_load_explicit(&scav.sleeping, memory_order_relaxed)) return;
+    if (st == THREAD_FAILED) {
+        inline_step();
+        return;
+    }
+    if (st == THREAD_STARTING) return;
+    struct need n = compute_need();
+    if (!n.bytes && !n.pending) return;
+    if (st == THREAD_NONE) {
+        start_thread();
+        return;
+    }
+    atomic_fetch_add(&scav.wake, 1);
+    syscall(SYS_futex, (uint32_t *)&scav.wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- Memory limit ------------------------------------------------------- */
+
+bool scavenge_check_limit(size_t ready_bytes) {
+    uint64_t limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
+    if (limit == UINT64_MAX) return true;
+    uint64_t ready = atomic_load_explicit(&os_stats.ready, memory_order_relaxed);
+    if (ready + ready_bytes <= limit) return true;
+    atomic_fetch_add_explicit(&scavenge_stats.limit_hits, 1, memory_order_relaxed);
+    size_t over = (size_t)(ready + ready_bytes - limit);
+    size_t got = scavenge(over + (1u << 20), true);
+    if (got < over) {
+        scavenge_flush_page_caches();
+        scavenge(over - got + (1u << 20), true);
+    }
+    if (!options.memlimit_hard) {
+        scavenge_poke();
+        return true;
+    }
+    ready = atomic_load_explicit(&os_stats.ready, memory_order_relaxed);
+    return ready + ready_bytes <= limit;
+}
+
+/* ---- fork and exit -------------------------------------------------------- */
+
+void scavenge_fork_child(void) {
+    /* The thread did not survive the fork: start another when needed. */
+    mutex_reinit(&scav.lock);
+    atomic_store(&scav.thread_state, THREAD_NONE);
+    atomic_store(&scav.sleeping, 0);
+}
+
+void scavenge_shutdown(void) { atomic_store(&scav.exiting, 1); }
