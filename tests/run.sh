@@ -14,7 +14,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 B=${B:-$top/build}
-GM=${GM:-$B/libgomalloc.so}
+GM=${GM-$B/libgomalloc.so}
 export B GM top
 passed=0
 failed=0

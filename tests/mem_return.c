@@ -1,0 +1,322 @@
+/*
+ * Memory return (issue: scavenger, memory limit, statistics), run under
+ * LD_PRELOAD with the environment each test needs (tests/suites/35-memory.sh).
+ *
+ *   release_background  1 GiB of mixed objects allocated and freed: RSS must
+ *                       fall below 10% of the peak within 5 s, and the
+ *                       scavenger must stay within its CPU budget
+ *   release_trim        the same, then malloc_trim(0): below 2% at once
+ *   scavenge_off        GOMALLOC_SCAVENGE=off: nothing released, no thread
+ *   scavenge_inline     GOMALLOC_SCAVENGE=inline: released by the allocating
+ *                       thread, no scavenger thread
+ *   memlimit_soft       RSS held near GOMALLOC_MEMLIMIT by a workload that
+ *                       cycles through size classes and would pass it
+ *   memlimit_hard       GOMALLOC_MEMLIMIT_HARD=1: ENOMEM at the limit,
+ *                       usable again after frees
+ *   fork_with_scavenger the scavenger restarts in a child on demand
+ *   stats_identities    the identities after a multi-thread stress
+ *
+ * The curve lines (TLOG) give RSS over time for the closing notes.
+ */
+#include "testlib.h"
+
+#include <dirent.h>
+#include <malloc.h>
+#include <pthread.h>
+
+#include "gomalloc.h"
+
+#define MiB (1024L * 1024)
+
+static void *sym(const char *name) { return dlsym(RTLD_DEFAULT, name); }
+
+static int scavenger_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[64], comm[32] = {0};
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/task/%.16s/comm", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t k = read(fd, comm, sizeof comm - 1);
+        close(fd);
+        if (k > 0 && !strncmp(comm, "gomalloc-scav", 13)) n++;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+/* Allocate about `total` bytes of mixed objects (95% small, 5% large),
+ * touching every byte; returns the count. */
+static size_t fill_mixed(void **objs, size_t max, size_t total, uint64_t seed) {
+    size_t n = 0, sum = 0;
+    while (sum < total && n < max) {
+        uint64_t r = tl_rand(&seed);
+        size_t sz = r % 100 < 95 ? 16 + (r >> 20) % 1000 : 40000 + (r >> 20) % 200000;
+        objs[n] = malloc(sz);
+        if (!objs[n]) break;
+        memset(objs[n], 1, sz);
+        sum += sz;
+        n++;
+    }
+    return n;
+}
+
+static void *objs[4000000];
+
+/* RSS not counting the program's own bss (objs): touch objs first. */
+static long baseline_kib(void) {
+    memset(objs, 0, sizeof objs);
+    return tl_rss_kib();
+}
+
+static int read_stats(struct gm_memstats *st) {
+    void (*rd)(struct gm_memstats *) = (void (*)(struct gm_memstats *))sym("gm_read_memstats");
+    CHECKR(rd != NULL, "gomalloc is not loaded");
+    rd(st);
+    return 1;
+}
+
+TEST(release_background) {
+    size_t n = fill_mixed(objs, 4000000, 1L << 30, 1);
+    long peak = tl_rss_kib();
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+    double t0 = tl_now(), reached = -1;
+    long last = 0;
+    char curve[512] = "";
+    for (int i = 1; i <= 50; i++) {
+        usleep(100000);
+        last = tl_rss_kib();
+        if (i % 5 == 0) {
+            char pt[48];
+            snprintf(pt, sizeof pt, " %.1fs:%ldMiB", tl_now() - t0, last >> 10);
+            strncat(curve, pt, sizeof curve - strlen(curve) - 1);
+        }
+        if (reached < 0 && last < peak / 10) reached = tl_now() - t0;
+    }
+    double elapsed = tl_now() - t0;
+    TLOG("release_background: peak %ld MiB; after free%s; below 10%% after %.1f s", peak >> 10, curve, reached);
+    CHECKF(reached >= 0 && reached <= 5.0, "RSS %ld KiB after 5 s, peak %ld KiB", last, peak);
+    CHECK(scavenger_threads() == 1);
+    struct gm_memstats st;
+    if (!read_stats(&st)) return;
+    /* budget: 1% of one CPU plus a 25 ms burst; generous: 3% plus 60 ms */
+    double cpu = st.scavenger_thread_ns / 1e9;
+    TLOG("release_background: scavenger CPU %.1f ms over %.1f s (%.2f%%), released %llu MiB", cpu * 1e3, elapsed,
+         100 * cpu / elapsed, (unsigned long long)(st.scavenged_bytes >> 20));
+    CHECKF(cpu <= 0.03 * elapsed + 0.06, "scavenger used %.3f s of CPU in %.1f s", cpu, elapsed);
+}
+
+TEST(release_trim) {
+    size_t n = fill_mixed(objs, 4000000, 1L << 30, 2);
+    long peak = tl_rss_kib();
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+    double t0 = tl_now();
+    int r = malloc_trim(0);
+    double dt = tl_now() - t0;
+    long after = tl_rss_kib();
+    TLOG("release_trim: peak %ld MiB, after malloc_trim(0) %ld MiB (%.1f%%) in %.3f s", peak >> 10, after >> 10,
+         100.0 * after / peak, dt);
+    CHECK(r == 1);
+    CHECKF(after < peak / 50, "RSS %ld KiB after trim, peak %ld KiB", after, peak);
+    struct gm_memstats st;
+    if (!read_stats(&st)) return;
+    CHECKF(st.heap_idle - st.heap_released < 1 * MiB, "%llu bytes idle but not released",
+           (unsigned long long)(st.heap_idle - st.heap_released));
+    /* the released memory comes back on demand */
+    n = fill_mixed(objs, 4000000, 64 * MiB, 3);
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+    size_t (*rel)(void) = (size_t(*)(void))sym("gm_release_memory");
+    CHECK(rel && rel() > 32 * MiB);
+}
+
+TEST(scavenge_off) {
+    size_t n = fill_mixed(objs, 4000000, 256 * MiB, 4);
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+    long after_free = tl_rss_kib();
+    sleep(2);
+    long later = tl_rss_kib();
+    CHECK(scavenger_threads() == 0);
+    CHECKF(later > after_free * 9 / 10, "RSS fell from %ld to %ld KiB with the scavenger off", after_free, later);
+    CHECK(malloc_trim(0) == 1);
+    CHECKF(tl_rss_kib() < later / 5, "malloc_trim released nothing: %ld KiB", tl_rss_kib());
+}
+
+TEST(scavenge_inline) {
+    size_t n = fill_mixed(objs, 4000000, 512 * MiB, 5);
+    long peak = tl_rss_kib();
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+    /* keep allocating: the inline scavenger works on this thread */
+    double t0 = tl_now();
+    while (tl_now() - t0 < 4) {
+        char *volatile p = malloc(1 << 20); /* volatile: the pair must not be optimised away */
+        memset(p, 2, 4096);
+        free(p);
+        usleep(1000);
+    }
+    long after = tl_rss_kib();
+    TLOG("scavenge_inline: peak %ld MiB, after 4 s of light allocation %ld MiB", peak >> 10, after >> 10);
+    CHECK(scavenger_threads() == 0);
+    CHECKF(after < peak / 4, "RSS %ld KiB, peak %ld KiB", after, peak);
+}
+
+/* Cycle through size classes: each round fills `round` bytes of one class,
+ * frees every other span's worth of objects (holes of whole spans), then
+ * allocates large objects that cannot use those holes, then frees it all. */
+static long cycle_classes(size_t round) {
+    static const size_t sizes[] = {48, 256, 1024, 2048, 112, 640}; /* one-page spans */
+    long peak = 0;
+    for (int r = 0; r < 6; r++) {
+        size_t sz = sizes[r], per = 8192 / sz ? 8192 / sz : 1, n = round / sz;
+        for (size_t i = 0; i < n; i++) {
+            objs[i] = malloc(sz);
+            memset(objs[i], 3, sz);
+        }
+        for (size_t i = 0; i < n; i++)
+            if ((i / per) % 2) {
+                free(objs[i]);
+                objs[i] = NULL;
+            }
+        size_t nl = round / 3 / MiB;
+        for (size_t k = 0; k < nl; k++) {
+            objs[n + k] = malloc(MiB);
+            memset(objs[n + k], 4, MiB);
+        }
+        long rss = tl_rss_kib();
+        if (rss > peak) peak = rss;
+        for (size_t i = 0; i < n + nl; i++) free(objs[i]);
+    }
+    return peak;
+}
+
+TEST(memlimit_soft) {
+    /* The suite runs this with GOMALLOC_MEMLIMIT=160MiB and, as a control,
+     * without a limit (MEMLIMIT_CONTROL=1): the control must pass the limit,
+     * or this test would prove nothing. */
+    long base = baseline_kib();
+    long peak = cycle_classes(150 * MiB) - base;
+    long limit_kib = 160 * 1024;
+    if (getenv("MEMLIMIT_CONTROL")) {
+        TLOG("memlimit_soft control (no limit): peak RSS %ld MiB above the program's own", peak >> 10);
+        CHECKF(peak > limit_kib * 11 / 10, "without a limit the workload peaked at %ld KiB only", peak);
+        return;
+    }
+    uint64_t (*get)(void) = (uint64_t(*)(void))sym("gm_get_memory_limit");
+    CHECK(get && get() == 160ull * MiB);
+    TLOG("memlimit_soft (GOMALLOC_MEMLIMIT=160MiB): peak RSS %ld MiB above the program's own", peak >> 10);
+    CHECKF(peak <= limit_kib * 11 / 10, "peak RSS %ld KiB with a limit of %ld KiB", peak, limit_kib);
+}
+
+TEST(memlimit_hard) {
+    /* GOMALLOC_MEMLIMIT=64MiB GOMALLOC_MEMLIMIT_HARD=1 */
+    size_t n = 0;
+    errno = 0;
+    while (n < 1000) {
+        objs[n] = malloc(MiB);
+        if (!objs[n]) break;
+        memset(objs[n], 5, MiB);
+        n++;
+    }
+    CHECKF(n > 40 && n < 64, "%zu MiB allocated under a 64 MiB hard limit", n);
+    CHECK(errno == ENOMEM);
+    long rss = tl_rss_kib();
+    CHECKF(rss < 72 * 1024, "RSS %ld KiB under a 64 MiB hard limit", rss);
+    errno = 0;
+    CHECK(malloc(100 * MiB) == NULL && errno == ENOMEM);
+    CHECK(calloc(1, 80 * MiB) == NULL);
+    /* small objects fail too once the limit is reached */
+    size_t small = 0;
+    void *prev = NULL;
+    for (;;) {
+        void **q = malloc(100);
+        if (!q) break;
+        *q = prev;
+        prev = q;
+        small++;
+    }
+    CHECK(errno == ENOMEM);
+    while (prev) {
+        void *next = *(void **)prev;
+        free(prev);
+        prev = next;
+    }
+    /* after frees, allocation works again */
+    for (size_t i = 0; i < n / 2; i++) free(objs[i]);
+    void *p = malloc(10 * MiB);
+    CHECK(p != NULL);
+    memset(p, 6, 10 * MiB);
+    free(p);
+    for (size_t i = n / 2; i < n; i++) free(objs[i]);
+    CHECK((p = malloc(40 * MiB)) != NULL);
+    free(p);
+    TLOG("memlimit_hard: %zu MiB of 1 MiB blocks and %zu small objects fit under 64 MiB", n, small);
+}
+
+TEST(fork_with_scavenger) {
+    size_t n = fill_mixed(objs, 4000000, 300 * MiB, 6);
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+    usleep(300000);
+    CHECK(scavenger_threads() == 1);
+    n = fill_mixed(objs, 4000000, 200 * MiB, 7);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* the child has no scavenger thread until it needs one */
+        int before = scavenger_threads();
+        long peak = tl_rss_kib();
+        for (size_t i = 0; i < n; i++) free(objs[i]);
+        size_t m = fill_mixed(objs, 4000000, 200 * MiB, 8);
+        for (size_t i = 0; i < m; i++) free(objs[i]);
+        sleep(4);
+        long after = tl_rss_kib();
+        _exit(before == 0 && scavenger_threads() == 1 && after < peak / 4 ? 0 : 1);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+}
+
+static void *stress(void *arg) {
+    uint64_t seed = (uintptr_t)arg;
+    void *live[512] = {0};
+    for (int i = 0; i < 300000; i++) {
+        uint64_t r = tl_rand(&seed);
+        int k = (int)(r % 512);
+        free(live[k]);
+        live[k] = malloc(r % 100 < 98 ? (r >> 16) % 2000 : (r >> 16) % 300000);
+    }
+    for (int k = 0; k < 512; k += 2) free(live[k]); /* leave half alive */
+    return NULL;
+}
+
+TEST(stats_identities) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, stress, (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    struct gm_memstats st;
+    if (!read_stats(&st)) return;
+    CHECKF(st.heap_sys == st.heap_inuse + st.heap_idle, "HeapSys %llu != %llu + %llu",
+           (unsigned long long)st.heap_sys, (unsigned long long)st.heap_inuse, (unsigned long long)st.heap_idle);
+    CHECKF(st.sys == st.heap_sys + st.mspan_sys + st.mcache_sys + st.other_sys, "Sys breakdown");
+    CHECKF(st.sys == st.os_ready + st.os_prepared, "Sys %llu != Ready %llu + Prepared %llu",
+           (unsigned long long)st.sys, (unsigned long long)st.os_ready, (unsigned long long)st.os_prepared);
+    CHECKF(st.heap_released == st.os_prepared, "HeapReleased %llu != Prepared %llu",
+           (unsigned long long)st.heap_released, (unsigned long long)st.os_prepared);
+    CHECK(st.heap_objects == st.mallocs - st.frees);
+    CHECK(st.heap_alloc <= st.heap_inuse);
+    uint64_t objects = 0, bytes = 0;
+    for (unsigned i = 1; i < st.num_size_classes; i++) {
+        objects += st.by_size[i].mallocs - st.by_size[i].frees;
+        bytes += (st.by_size[i].mallocs - st.by_size[i].frees) * st.by_size[i].size;
+    }
+    objects += st.large_mallocs - st.large_frees;
+    bytes += st.large_alloc_bytes;
+    CHECK(objects == st.heap_objects && bytes == st.heap_alloc);
+    /* 4 threads left 256 objects each alive (plus the program's own) */
+    CHECKF(st.heap_objects >= 1024 && st.heap_objects < 1024 + 2000, "HeapObjects %llu",
+           (unsigned long long)st.heap_objects);
+}
+
+TEST_MAIN()
