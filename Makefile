@@ -16,6 +16,10 @@ ARCH    := $(shell uname -m)
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS_LIB := -std=gnu11 $(OPT) -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
               -fno-plt -fexceptions -Iinclude -iquote src $(WARN) -D_GNU_SOURCE
+ifeq ($(ARCH),x86_64)
+# POPCNT (every x86-64 CPU since 2008; x86-64-v2) for the bitmap counts.
+CFLAGS_LIB += -mpopcnt
+endif
 ifeq ($(DEBUG),1)
 CFLAGS_LIB += -DGM_DEBUG=1
 endif

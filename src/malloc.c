@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "gomalloc.h"
@@ -92,6 +93,10 @@ void malloc_init(void) {
         return;
     }
     /* Nothing below may call malloc. */
+    const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
+    uintptr_t seed = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; rnd && i < 16; i++) seed = (seed ^ rnd[i]) * 0x100000001B3ull;
+    reuse_tag = seed | 1;
     os_init();
     options_init();
     mheap_init();
@@ -203,12 +208,18 @@ static enum ptr_kind classify(const void *ptr, const char *op, mspan **sp, uintp
 }
 
 /* Is small object idx of s in use? Exact for spans this thread owns and for
- * unowned spans; for another thread's span it can only see its bits. */
+ * unowned spans; for another thread's span it sees the bits and the tag of
+ * its owner's reuse lists. */
 static bool object_in_use(mspan *s, uintptr_t idx) {
     unsigned w = (unsigned)(idx >> 6);
     uint64_t bit = (uint64_t)1 << (idx & 63);
-    uint64_t window = span_owner(s) == current_cache() && w == s->cache_word ? s->alloc_cache : 0;
-    return (span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit) != 0;
+    mcache *c = current_cache();
+    uint64_t window = span_owner(s) == c ? cache_window_for(&c->k[s->spanclass], s, w) : 0;
+    if (!(span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit)) return false;
+    void *p = (void *)span_object_at(s, (unsigned)idx);
+    if (s->elemsize >= 16 && reuse_tagged(p))
+        return span_owner(s) == c ? !mcache_reuse_contains(c, s->spanclass, p) : false;
+    return true;
 }
 
 NOINLINE void free_slow(void *ptr) {
@@ -223,12 +234,19 @@ NOINLINE void free_slow(void *ptr) {
     case PTR_SMALL: {
         mcache *c = current_cache();
         if (span_owner(s) == c) {
-            /* The fast path declined an owned object: it is not in use. */
+            /* The fast path declined an owned object: not in use, already
+             * on the reuse list, or the list is full. */
             unsigned w = (unsigned)(idx >> 6);
             uint64_t bit = (uint64_t)1 << (idx & 63);
-            report_misuse("free", ptr, span_remote_word(s, w) & bit
-                                           ? "double free (object already freed by another thread)"
-                                           : "double free (object is not allocated)");
+            uint64_t window = cache_window_for(&c->k[s->spanclass], s, w);
+            if (!(span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit))
+                report_misuse("free", ptr, span_remote_word(s, w) & bit
+                                               ? "double free (object already freed by another thread)"
+                                               : "double free (object is not allocated)");
+            else if (s->elemsize >= 16 && reuse_tagged(ptr) && mcache_reuse_contains(c, s->spanclass, ptr))
+                report_misuse("free", ptr, "double free (object already freed)");
+            else
+                mcache_free_local(c, s, ptr);
         } else {
             span_free_remote(s, (uintptr_t)ptr, idx, c);
         }
@@ -286,7 +304,12 @@ EXPORT void *gm_calloc(size_t count, size_t size) {
         return NULL;
     }
     if (n > MAX_SMALL_SIZE) return malloc_large(n, true, 0);
-    void *p = alloc_small(small_spanclass(n));
+    uint8_t spc = small_spanclass(n);
+    if (current_cache()->k[spc].nreuse) {
+        void *p = alloc_small(spc); /* recycled: always dirty */
+        return memset(p, 0, n);
+    }
+    void *p = alloc_small(spc);
     if (p) {
         mspan *s = span_lookup((uintptr_t)p);
         if (s->needzero) memset(p, 0, n);

@@ -3,14 +3,16 @@
  * API (malloc.c) and the standard names (override.c).
  * Go counterpart: mallocgc's small-object path and nextFreeFast (malloc.go).
  *
- * malloc, small object: size -> class by table, the thread's current span
- * for the class, count-trailing-zeros of its 64-bit window, clear the bit.
- * No lock, no atomic, one branch to the slow path when the window is empty.
+ * malloc, small object: size -> class by table; pop the thread's reuse
+ * list for the class if it has an object; else the class's current span:
+ * count-trailing-zeros of its 64-bit window, clear the bit. No lock, no
+ * atomic; the slow path only when both are empty.
  *
  * free: arena index -> arena record -> span (two loads); if this thread
  * owns the span, check that the pointer is an object start and that the
- * object is in use, clear its bit. No lock, no atomic. Everything else
- * (other owners, large objects, bad pointers) goes to free_slow.
+ * object is in use (and not on a reuse list: its tag), then push it on the
+ * reuse list. No lock, no atomic. Everything else (a full list, other
+ * owners, large objects, bad pointers) goes to free_slow.
  */
 #ifndef GOMALLOC_MALLOC_H
 #define GOMALLOC_MALLOC_H
@@ -37,11 +39,19 @@ static ALWAYS_INLINE uint8_t small_spanclass(size_t size) {
 /* One object of span class spc from the thread's cache. */
 static ALWAYS_INLINE void *alloc_small(uint8_t spc) {
     mcache *c = current_cache();
-    mspan *s = c->alloc[spc];
-    uint64_t cache = s->alloc_cache;
-    if (unlikely(cache == 0)) return mcache_alloc_slow(spc);
-    s->alloc_cache = cache & (cache - 1);
-    return (void *)(s->cache_base + (uintptr_t)__builtin_ctzll(cache) * s->elemsize);
+    struct cache_class *k = &c->k[spc];
+    uint32_t n = k->nreuse;
+    if (likely(n != 0)) {
+        void **p = k->reuse[n - 1];
+        k->nreuse = n - 1;
+        p[1] = NULL; /* drop the tag */
+        k->nmalloc++;
+        return p;
+    }
+    uint64_t window = k->window;
+    if (unlikely(window == 0)) return mcache_alloc_slow(spc);
+    k->window = window & (window - 1);
+    return (void *)(k->window_base + (uintptr_t)__builtin_ctzll(window) * k->elemsize);
 }
 
 static ALWAYS_INLINE void *malloc_inline(size_t size) {
@@ -54,18 +64,27 @@ static ALWAYS_INLINE void free_inline(void *ptr) {
     mspan *s = span_lookup(p);
     mcache *c = current_cache();
     if (likely(s != NULL) && likely(span_owner(s) == c)) {
-        uintptr_t off = p - s->base;
-        uintptr_t idx = span_object_index(s, off);
+        /* off * div_mul: the high half is the object index; the low half is
+         * below div_mul exactly when off is a multiple of the object size
+         * (mksizeclasses checks the magic is exact, and the remainder times
+         * div_mul cannot wrap for spans this small). */
+        uint64_t prod = (uint64_t)(p - s->base) * s->div_mul;
+        uintptr_t idx = (uintptr_t)(prod >> 32);
         unsigned w = (unsigned)(idx >> 6);
         uint64_t bit = (uint64_t)1 << (idx & 63);
-        if (likely(idx * s->elemsize == off) && likely(idx < s->nelems)) {
-            uint64_t a = span_alloc_word(s, w);
-            uint64_t window = w == s->cache_word ? s->alloc_cache : 0;
-            if (likely(a & ~(window | span_remote_word(s, w)) & bit)) {
-                span_set_alloc_word(s, w, a & ~bit);
-                stat_add(&c->stats[s->spanclass].nfree, 1);
-                if (likely(--s->countdown != 0)) return;
-                mcache_free_event(c, s);
+        if (likely((uint32_t)prod < s->div_mul) && likely(idx < s->nelems)) {
+            struct cache_class *k = &c->k[s->spanclass];
+            uint64_t window = cache_window_for(k, s, w);
+            void **q = ptr;
+            /* In use per the bitmaps (not freed by another thread either),
+             * room on the list, and not on it already. */
+            uint32_t n = k->nreuse;
+            if (likely(span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit) &&
+                likely(n < k->reuse_limit) && likely(!reuse_tagged(q))) {
+                k->reuse[n] = q;
+                k->nreuse = n + 1;
+                q[1] = (void *)(reuse_tag ^ p);
+                k->nfree++;
                 return;
             }
         }

@@ -23,9 +23,11 @@
  * atomic-free (see README.md, "Design").
  *
  * Each free by the owner decrements span.countdown; at zero the free path
- * calls mcache_free_event. An owned full span counts down from 1 (its first
- * free makes it partial), an owned partial span from its live objects (its
- * last free sends it back to the heap), the current span from 2^32 - 1.
+ * calls mcache_free_event, which files the span again by its live objects.
+ * An owned full span counts down to the moment an eighth of it is free (it
+ * becomes partial: worth switching to), an owned partial span from its live
+ * objects (its last free sends it back to the heap), the current span from
+ * 2^32 - 1 (which also tells whether anything was freed during a pass).
  *
  * Threads: the cache pointer is initial-exec TLS, starting at mcache_empty
  * (every slot the empty span), so the first malloc of a thread lands in the
@@ -50,7 +52,7 @@
 #include "mheap.h"
 #include "print.h"
 
-mcache mcache_empty = {.alloc = {[0 ... NUM_SPAN_CLASSES - 1] = &emptyspan}};
+mcache mcache_empty = {.k = {[0 ... NUM_SPAN_CLASSES - 1] = {.alloc = &emptyspan}}};
 __thread mcache *tls_cache __attribute__((tls_model("initial-exec"))) = &mcache_empty;
 
 enum { THREAD_NEW = 0, THREAD_ACTIVE = 1, THREAD_SETUP = 2, THREAD_DEAD = 3 };
@@ -90,110 +92,191 @@ static void owned_remove(mcache *c, mspan *s) {
     s->place = PLACE_NONE;
 }
 
-/* s (current, or just taken from somewhere) stops being current: file it
- * by how many objects live in it. */
+/* s, the current span of class spc, stops being current. */
+static mspan *uncache_current(mcache *c, uint8_t spc) {
+    struct cache_class *k = &c->k[spc];
+    mspan *s = k->alloc;
+    if (s == &emptyspan) return NULL;
+    span_uncache_window(k, s);
+    k->alloc = &emptyspan;
+    s->place = PLACE_NONE;
+    return s;
+}
+
+/* Absorb the remote frees of s, owned by c (its window, if current, claims
+ * some slots of its allocation bits). */
+static uint32_t absorb_owned(mcache *c, mspan *s) {
+    struct cache_class *k = &c->k[s->spanclass];
+    unsigned ww = (unsigned)(k->window_key - (uintptr_t)s);
+    return span_absorb_remote(s, ww, cache_window_for(k, s, ww));
+}
+
+/* Objects that must be free in an owned span before the owner switches to
+ * it: one eighth. Switching spans costs a rescan, so a span with a single
+ * free slot is not worth taking (it would be used up by the next malloc);
+ * up to 1/8 of a span may sit unused instead. */
+static inline uint32_t reuse_threshold(const mspan *s) { return s->nelems >= 16 ? s->nelems / 8u : 1u; }
+
+/* File s, an owned span that is not (or no longer) current, by how many of
+ * its objects live: empty spans go back to the heap, spans with at least
+ * the reuse threshold free wait on the partial list, others on the full
+ * list. countdown is set to the number of frees after which this must be
+ * decided again. */
 static void file_owned_span(mcache *c, mspan *s) {
-    span_writeback_window(s, c);
+    if (s->place == PLACE_PARTIAL || s->place == PLACE_FULL) owned_remove(c, s);
     uint32_t live = span_live_objects(s);
-    s->alloc_count = live;
+    uint32_t free = s->nelems - live, thr = reuse_threshold(s);
     if (live == 0) {
         s->place = PLACE_NONE;
         mcentral_release(s, c);
-    } else if (live < s->nelems) {
+    } else if (free >= thr) {
         s->countdown = live;
         owned_push(c, s, PLACE_PARTIAL);
     } else {
-        s->countdown = 1;
+        s->countdown = thr - free;
         owned_push(c, s, PLACE_FULL);
     }
 }
 
 void mcache_keep_full(mcache *c, mspan *s) { file_owned_span(c, s); }
 
-/* Move an owned span that lost `n` objects; release it if it is empty. */
-static void owned_lost(mcache *c, mspan *s, uint32_t n) {
-    if (s->place == PLACE_FULL) {
-        uint32_t live = s->alloc_count - n;
-        owned_remove(c, s);
-        if (live == 0) {
-            mcentral_release(s, c); /* empty: its pages go back to the heap */
-            return;
-        }
-        s->countdown = live;
-        owned_push(c, s, PLACE_PARTIAL);
-    } else if (s->place == PLACE_PARTIAL) {
-        if (n < s->countdown) {
-            s->countdown -= n;
-            return;
-        }
-        owned_remove(c, s);
-        mcentral_release(s, c);
-    }
-}
-
 /* A local free brought span.countdown to zero (see the header comment). */
 void mcache_free_event(mcache *c, mspan *s) {
-    switch (s->place) {
-    case PLACE_FULL:
-        owned_lost(c, s, 1);
-        break;
-    case PLACE_PARTIAL:
-        owned_lost(c, s, 0); /* countdown 0: empty */
-        break;
-    default:
+    if (s->place == PLACE_PARTIAL || s->place == PLACE_FULL)
+        file_owned_span(c, s);
+    else
         s->countdown = UINT32_MAX; /* the current span: the counter wrapped */
+}
+
+/* ---- Reuse lists -------------------------------------------------------------
+ *
+ * Our departure from Go's bitmaps-only objects, after Go's own explicit-free
+ * experiment (runtimefreegc, per-P reusable lists): an object this thread
+ * frees into a span it owns is first pushed on a per-class stack in the
+ * cache, and malloc pops from there before it looks at the span's bitmap.
+ * The freed object is reused while it is still in the CPU cache, and a
+ * program that frees and allocates in a steady churn rarely touches a span.
+ * To the span, objects on the stack are still in use. The stack is bounded
+ * (32 KiB or 64 objects per class); when it is full, its older half is freed
+ * into the spans' bitmaps. The stack lives in the cache, not in the freed
+ * objects (jemalloc's tcache bins do the same), so writes into freed memory
+ * cannot corrupt the allocator; word 1 of a stacked object holds
+ * reuse_tag ^ address only to notice a second free at once. The 8-byte
+ * class has no word 1 and frees straight into the bitmap.
+ */
+uintptr_t reuse_tag;
+
+uint32_t reuse_limit_of(uint8_t spc) {
+    unsigned size = class_to_size[spanclass_sizeclass(spc)];
+    if (size < 16 || !(spc & 1)) return 0; /* the scan classes are the GC mode's */
+    unsigned n = (32u << 10) / size;
+    return n < 2 ? 2 : n > REUSE_MAX ? REUSE_MAX : n;
+}
+
+/* Clear object p's allocation bit in s (owned by this thread). */
+static void free_to_span(mcache *c, mspan *s, uintptr_t p) {
+    uintptr_t idx = span_object_index(s, p - s->base);
+    unsigned w = (unsigned)(idx >> 6);
+    span_set_alloc_word(s, w, span_alloc_word(s, w) & ~((uint64_t)1 << (idx & 63)));
+    if (--s->countdown == 0) mcache_free_event(c, s);
+}
+
+/* Give the oldest `count` objects of a reuse stack back to their spans. */
+static void flush_reuse(mcache *c, uint8_t spc, uint32_t count) {
+    struct cache_class *k = &c->k[spc];
+    if (count > k->nreuse) count = k->nreuse;
+    for (uint32_t i = 0; i < count; i++) {
+        void **p = k->reuse[i];
+        p[1] = NULL; /* untag */
+        free_to_span(c, span_lookup((uintptr_t)p), (uintptr_t)p);
     }
+    k->nreuse -= count;
+    memmove(k->reuse, k->reuse + count, k->nreuse * sizeof(void *));
+}
+
+void mcache_free_local(mcache *c, mspan *s, void *ptr) {
+    struct cache_class *k = &c->k[s->spanclass];
+    stat_add(&k->nfree, 1);
+    if (!k->reuse_limit) {
+        free_to_span(c, s, (uintptr_t)ptr);
+        return;
+    }
+    if (k->nreuse >= k->reuse_limit) flush_reuse(c, s->spanclass, k->reuse_limit / 2 ? k->reuse_limit / 2 : 1);
+    void **p = ptr;
+    k->reuse[k->nreuse++] = p;
+    p[1] = (void *)(reuse_tag ^ (uintptr_t)p);
+}
+
+bool mcache_reuse_contains(mcache *c, uint8_t spc, const void *p) {
+    struct cache_class *k = &c->k[spc];
+    for (uint32_t i = 0; i < k->nreuse; i++)
+        if (k->reuse[i] == p) return true;
+    return false;
 }
 
 void mcache_drain_notify(mcache *c) {
+    if (!atomic_load_explicit(&c->notify, memory_order_relaxed)) return;
     mspan *list = atomic_exchange_explicit(&c->notify, NULL, memory_order_acq_rel);
     while (list) {
         mspan *s = list;
         list = atomic_load_explicit(&s->notify_next, memory_order_relaxed);
         atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_acq_rel);
-        uint32_t n = span_absorb_remote(s);
-        if (n) owned_lost(c, s, n);
+        uint32_t n = absorb_owned(c, s);
+        if (!n) continue;
+        if (s->place == PLACE_CURRENT) {
+            s->countdown -= n; /* marks the pass as having frees to rescan */
+            continue;
+        }
+        if (s->place != PLACE_PARTIAL && s->place != PLACE_FULL) continue;
+        if (n >= s->countdown)
+            file_owned_span(c, s);
+        else
+            s->countdown -= n;
     }
 }
 
 /* The current span of spc is used up: find another with free objects. */
-static mspan *refill(mcache *c, uint8_t spc) {
-    mspan *s = c->alloc[spc];
+/* The window of class spc is used up: load another (the next word of the
+ * current span, a rescan of it, an owned partial span, or a span from
+ * mcentral). Returns false when the heap cannot grow. */
+static bool refill(mcache *c, uint8_t spc) {
+    struct cache_class *k = &c->k[spc];
+    mspan *s = k->alloc;
     if (s != &emptyspan) {
-        if (span_next_window(s, c)) return s;
-        c->alloc[spc] = &emptyspan;
+        if (span_next_window(k, s)) return true;
+        uncache_current(c, spc);
         file_owned_span(c, s);
     }
     mcache_drain_notify(c);
     while ((s = c->partial[spc]) != NULL) {
         owned_remove(c, s);
-        s->countdown = UINT32_MAX;
-        if (span_rescan(s, c)) {
+        if (span_rescan(k, s)) {
             s->place = PLACE_CURRENT;
-            c->alloc[spc] = s;
-            return s;
+            return true;
         }
         file_owned_span(c, s);
     }
     s = mcentral_cache_span(spc, c);
-    if (!s) return NULL;
+    if (!s) return false;
     s->place = PLACE_CURRENT;
-    c->alloc[spc] = s;
-    return s;
+    return true;
 }
 
 static void *cache_alloc(mcache *c, uint8_t spc) {
-    mspan *s = c->alloc[spc];
-    if (!s->alloc_cache) {
-        s = refill(c, spc);
-        if (!s) {
-            errno = ENOMEM;
-            return NULL;
-        }
+    struct cache_class *k = &c->k[spc];
+    if (k->nreuse) {
+        void **p = k->reuse[--k->nreuse];
+        p[1] = NULL;
+        stat_add(&k->nmalloc, 1);
+        return p;
     }
-    uint64_t cache = s->alloc_cache;
-    s->alloc_cache = cache & (cache - 1);
-    return (void *)(s->cache_base + (uintptr_t)__builtin_ctzll(cache) * s->elemsize);
+    if (!k->window && !refill(c, spc)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint64_t window = k->window;
+    k->window = window & (window - 1);
+    return (void *)(k->window_base + (uintptr_t)__builtin_ctzll(window) * k->elemsize);
 }
 
 void *mcache_alloc_slow(uint8_t spc) {
@@ -215,7 +298,12 @@ void *mcache_alloc_slow(uint8_t spc) {
 static mcache *new_cache(bool is_fallback) {
     mcache *c = fixalloc_alloc(&mheap_.cachealloc);
     if (!c) return NULL;
-    for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) c->alloc[i] = &emptyspan;
+    for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) {
+        c->k[i].alloc = &emptyspan;
+        c->k[i].elemsize = class_to_size[spanclass_sizeclass((uint8_t)i)];
+        c->k[i].reuse = c->reuse_stack[spanclass_sizeclass((uint8_t)i)];
+        c->k[i].reuse_limit = reuse_limit_of((uint8_t)i);
+    }
     c->fallback = is_fallback;
     lock(&list_lock);
     c->prev = NULL;
@@ -229,8 +317,8 @@ static mcache *new_cache(bool is_fallback) {
 static void fold_into_orphans(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
         unsigned i = spanclass_sizeclass((uint8_t)spc);
-        atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], c->stats[spc].nmalloc, memory_order_relaxed);
-        atomic_fetch_add_explicit(&orphan_stats.nfree[i], c->stats[spc].nfree, memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], c->k[spc].nmalloc, memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_stats.nfree[i], c->k[spc].nfree, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&orphan_stats.large_nmalloc, c->large_nmalloc, memory_order_relaxed);
     atomic_fetch_add_explicit(&orphan_stats.large_nfree, c->large_nfree, memory_order_relaxed);
@@ -268,14 +356,11 @@ mcache *mcache_for_thread(void) {
 }
 
 void mcache_release_all(mcache *c) {
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) flush_reuse(c, (uint8_t)spc, REUSE_MAX);
     mcache_drain_notify(c);
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-        mspan *s = c->alloc[spc];
-        if (s != &emptyspan) {
-            c->alloc[spc] = &emptyspan;
-            s->place = PLACE_NONE;
-            mcentral_release(s, c);
-        }
+        mspan *s = uncache_current(c, (uint8_t)spc);
+        if (s) mcentral_release(s, c);
         while ((s = c->partial[spc]) != NULL) {
             owned_remove(c, s);
             mcentral_release(s, c);
@@ -327,8 +412,8 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4
     for (mcache *c = all_caches; c; c = c->next) {
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
             unsigned i = spanclass_sizeclass((uint8_t)spc);
-            out[i].nmalloc += __atomic_load_n(&c->stats[spc].nmalloc, __ATOMIC_RELAXED);
-            out[i].nfree += __atomic_load_n(&c->stats[spc].nfree, __ATOMIC_RELAXED);
+            out[i].nmalloc += __atomic_load_n(&c->k[spc].nmalloc, __ATOMIC_RELAXED);
+            out[i].nfree += __atomic_load_n(&c->k[spc].nfree, __ATOMIC_RELAXED);
         }
         large[0] += __atomic_load_n(&c->large_nmalloc, __ATOMIC_RELAXED);
         large[1] += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
@@ -338,9 +423,7 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4
         /* Slots still free in the current windows were counted as allocated
          * when the windows were loaded (racy read: exact at quiescence). */
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-            mspan *s = __atomic_load_n(&c->alloc[spc], __ATOMIC_RELAXED);
-            if (s == &emptyspan) continue;
-            unsigned k = (unsigned)__builtin_popcountll(__atomic_load_n(&s->alloc_cache, __ATOMIC_RELAXED));
+            unsigned k = (unsigned)__builtin_popcountll(__atomic_load_n(&c->k[spc].window, __ATOMIC_RELAXED));
             struct class_stats *o = &out[spanclass_sizeclass((uint8_t)spc)];
             o->nmalloc = o->nmalloc >= k ? o->nmalloc - k : 0;
         }
@@ -379,8 +462,8 @@ void mcache_fork_unlock_caches(void) {
 static void clear_stale_notify(mcache *c) {
     mcache_drain_notify(c);
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-        if (c->alloc[spc] != &emptyspan)
-            atomic_fetch_and_explicit(&c->alloc[spc]->free_state, ~FS_NOTIFY, memory_order_relaxed);
+        if (c->k[spc].alloc != &emptyspan)
+            atomic_fetch_and_explicit(&c->k[spc].alloc->free_state, ~FS_NOTIFY, memory_order_relaxed);
         for (mspan *s = c->partial[spc]; s; s = s->next)
             atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_relaxed);
         for (mspan *s = c->full[spc]; s; s = s->next)

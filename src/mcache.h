@@ -10,18 +10,44 @@
 #include "mspan.h"
 #include "pagealloc.h"
 
-/* Counters are written by the owner thread only (relaxed stores) and
- * summed by readers (stats.c). */
+/* Summed statistics of one size class (stats.c). */
 struct class_stats {
-    uint64_t nmalloc; /* objects handed out (counted when a window is loaded,
-                         minus what is left in it when it is put back) */
-    uint64_t nfree;   /* objects freed by this thread */
+    uint64_t nmalloc;
+    uint64_t nfree;
 };
 
+/* Everything the fast paths touch for one span class, in one cache line.
+ * Owner only; the counters are read (relaxed) by statistics readers. */
+#define REUSE_MAX 64
+
+struct cache_class {
+    mspan *alloc;         /* the current span; never NULL (emptyspan) */
+    uint64_t window;      /* free objects of its current 64-object word (1 = free):
+                             Go's allocCache */
+    uintptr_t window_base;/* address of the first object of that word */
+    uintptr_t window_key; /* (uintptr_t)alloc + word index, or 0: lets free tell
+                             an object of the window with one compare */
+    void **reuse;         /* objects this thread freed, not yet given back to
+                             their spans: a stack (mcache.reuse_stack) */
+    uint64_t nmalloc;     /* objects handed out: by window loads (minus what is
+                             put back) and by reuse-stack pops */
+    uint64_t nfree;       /* objects freed by this thread */
+    uint32_t nreuse;      /* reuse stack depth */
+    uint16_t reuse_limit; /* its capacity; 0 for 8-byte objects (no room for
+                             the tag word, see mcache.c) */
+    uint16_t elemsize;    /* object size of the class (at most 32 KiB) */
+} __attribute__((aligned(CACHE_LINE)));
+
+_Static_assert(sizeof(struct cache_class) == CACHE_LINE, "one cache line per class");
+
+/* The window bits covering word w of s, if s is k's current span. */
+static ALWAYS_INLINE uint64_t cache_window_for(const struct cache_class *k, const mspan *s, unsigned w) {
+    return (uintptr_t)s + w == k->window_key ? k->window : 0;
+}
+
 struct mcache {
-    /* Fast path: the current span of each span class; never NULL (empty
-     * slots point to emptyspan, whose alloc_cache is 0). */
-    mspan *alloc[NUM_SPAN_CLASSES];
+    /* Fast path, per span class. */
+    struct cache_class k[NUM_SPAN_CLASSES];
 
     /* Spans this thread owns besides the current ones (doubly linked). */
     mspan *partial[NUM_SPAN_CLASSES]; /* have free objects */
@@ -34,12 +60,14 @@ struct mcache {
     mutex pcache_lock;                       /* guards pcache: the owner, or a thread
                                                 flushing every cache (scavenge.c) */
     page_cache pcache;
-    struct class_stats stats[NUM_SPAN_CLASSES]; /* by span class, owner only */
     uint64_t large_nmalloc, large_nfree;     /* owner only */
     uint64_t large_alloc_bytes, large_free_bytes;
 
     mcache *next, *prev; /* every live cache (cache list lock) */
     bool fallback;       /* the shared cache of threads without one */
+
+    /* The reuse stacks, per size class (owner only). */
+    void *reuse_stack[NUM_SIZE_CLASSES][REUSE_MAX];
 };
 
 /* The cache of every thread that has none yet (or no more): all slots point
@@ -54,6 +82,22 @@ static ALWAYS_INLINE mcache *current_cache(void) { return tls_cache; }
 void *mcache_alloc_slow(uint8_t spc);
 /* Owner-side events of the free path. */
 void mcache_free_event(mcache *c, mspan *s);
+/* Free object p of owned span s when the fast path could not push it on
+ * its reuse list (full, or none for the class). */
+void mcache_free_local(mcache *c, mspan *s, void *p);
+/* Is p on c's reuse list of span class spc? */
+bool mcache_reuse_contains(mcache *c, uint8_t spc, const void *p);
+uint32_t reuse_limit_of(uint8_t spc);
+
+/* Objects on a reuse stack carry a tag in word 1 (reuse_tag ^ address), so a
+ * second free of such an object is noticed (and then verified). The tag is
+ * only a hint: a program that writes into freed memory erases it, and the
+ * double free is then caught later or not at all, but the allocator's own
+ * structures never live in freed objects. */
+extern uintptr_t reuse_tag;
+static ALWAYS_INLINE bool reuse_tagged(const void *p) {
+    return ((const uintptr_t *)p)[1] == (reuse_tag ^ (uintptr_t)p);
+}
 /* File s as an owned partial or full span (or release it if empty). */
 void mcache_keep_full(mcache *c, mspan *s);
 /* Process the notify stack: absorb remote frees of owned spans. */
@@ -92,7 +136,7 @@ static inline void stat_add(uint64_t *counter, uint64_t n) {
  * thread has none). */
 static inline void count_free(mcache *c, uint8_t spc) {
     if (c != &mcache_empty)
-        stat_add(&c->stats[spc].nfree, 1);
+        stat_add(&c->k[spc].nfree, 1);
     else
         atomic_fetch_add_explicit(&orphan_stats.nfree[spanclass_sizeclass(spc)], 1, memory_order_relaxed);
 }

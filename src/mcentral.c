@@ -91,8 +91,7 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
         }
         atomic_store_explicit(&s->owner, c, memory_order_relaxed);
         unlock(&mc->lock);
-        s->countdown = UINT32_MAX;
-        if (span_rescan(s, c)) return s;
+        if (span_rescan(&c->k[spc], s)) return s;
         /* Every object is still in use (its free was a double free that
          * the absorb rejected): keep it as an owned full span. */
         mcache_keep_full(c, s);
@@ -103,13 +102,12 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
     uint64_t v = span_free_state(s);
     atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_CACHED), memory_order_release);
     atomic_store_explicit(&s->owner, c, memory_order_relaxed);
-    span_first_window(s, c);
+    span_first_window(&c->k[spc], s);
     return s;
 }
 
 void mcentral_release(mspan *s, mcache *c) {
     mcentral *mc = &mheap_.central[s->spanclass];
-    span_writeback_window(s, c);
     for (;;) {
         uint64_t v = span_free_state(s);
         if (v & FS_NOTIFY) {
@@ -119,7 +117,7 @@ void mcentral_release(mspan *s, mcache *c) {
             sched_yield();
             continue;
         }
-        span_absorb_remote(s);
+        span_absorb_remote(s, 0, 0); /* s has no window any more */
         uint32_t live = span_live_objects(s);
         lock(&mc->lock);
         v = span_free_state(s);

@@ -21,7 +21,8 @@ void mcentral_init(mcentral *mc, uint8_t spanclass);
  * unowned partial span if there is one, else a new span from the heap.
  * NULL when the heap cannot grow. */
 mspan *mcentral_cache_span(uint8_t spc, mcache *c);
-/* The owner gives s up (it is on none of the owner's lists): s becomes
+/* The owner gives s up (it is on none of the owner's lists, and not a
+ * current span any more): s becomes
  * unowned partial or full, or goes back to the heap if nothing in it lives. */
 void mcentral_release(mspan *s, mcache *c);
 /* Remote free into an unowned span whose free_state became `seen`: move a

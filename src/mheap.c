@@ -57,7 +57,8 @@ void mheap_init(void) {
     mutex_reinit(&mheap_.lock);
     if (pages_init(&mheap_.pages) != 0) throw("cannot reserve page-allocator summaries");
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
-        fixalloc_init(&mheap_.spanalloc[k], sizeof(mspan) + 2 * sizeof(uint64_t) * record_words[k], 0,
+        fixalloc_init(&mheap_.spanalloc[k],
+                      round_up(offsetof(mspan, bits) + 2 * sizeof(uint64_t) * record_words[k], CACHE_LINE), 0,
                       &metastats.mspan);
     fixalloc_init(&mheap_.cachealloc, sizeof(mcache), 1, &metastats.mcache);
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mcentral_init(&mheap_.central[i], (uint8_t)i);

@@ -23,7 +23,7 @@
 #include "mcentral.h"
 #include "print.h"
 
-mspan emptyspan; /* alloc_cache 0, owner NULL, nelems 0 */
+mspan emptyspan; /* owner NULL, nelems 0 */
 
 static inline unsigned popcount64(uint64_t x) { return (unsigned)__builtin_popcountll(x); }
 
@@ -37,14 +37,11 @@ static inline uint64_t tail_bits(unsigned nelems, unsigned w) {
 
 void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero) {
     unsigned cls = spanclass_sizeclass(spanclass);
-    s->alloc_cache = 0;
-    s->cache_base = base;
     s->elemsize = class_to_size[cls];
     atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
     s->base = base;
     s->div_mul = class_to_divmagic[cls];
     s->nelems = class_to_nelems[cls];
-    s->cache_word = 0;
     s->countdown = UINT32_MAX;
     s->alloc_count = 0;
     s->npages = npages;
@@ -64,14 +61,11 @@ void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
 }
 
 void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero) {
-    s->alloc_cache = 0;
-    s->cache_base = base;
     s->elemsize = npages * PAGE_SIZE;
     atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
     s->base = base;
     s->div_mul = 0;
     s->nelems = 1;
-    s->cache_word = 0;
     s->countdown = UINT32_MAX;
     s->alloc_count = 1;
     s->npages = npages;
@@ -87,27 +81,33 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
 
 uintptr_t span_object_at(mspan *s, unsigned idx) { return s->base + (uintptr_t)idx * s->elemsize; }
 
-/* Make word w the allocation window. Every free slot in it now belongs to
- * the cache, so its allocation word becomes all ones; they are counted as
- * allocated now and uncounted if they are put back (span_writeback_window). */
-static void load_window(mspan *s, mcache *c, unsigned w, uint64_t free) {
+/* Make word w of s the allocation window of cache slot k (s becomes k's
+ * current span). Every free slot of the word now belongs to the window, so
+ * its allocation word becomes all ones; the slots are counted as allocated
+ * now and uncounted if they are put back (span_uncache_window). */
+static void load_window(struct cache_class *k, mspan *s, unsigned w, uint64_t free) {
     span_set_alloc_word(s, w, ~(uint64_t)0);
-    s->alloc_cache = free;
-    s->cache_word = (uint16_t)w;
-    s->cache_base = s->base + (uintptr_t)w * 64 * s->elemsize;
-    stat_add(&c->stats[s->spanclass].nmalloc, popcount64(free));
+    k->alloc = s;
+    k->window = free;
+    k->window_base = s->base + (uintptr_t)w * 64 * s->elemsize;
+    k->window_key = (uintptr_t)s + w;
+    stat_add(&k->nmalloc, popcount64(free));
+}
+
+static inline unsigned window_word(const struct cache_class *k, const mspan *s) {
+    return (unsigned)(k->window_key - (uintptr_t)s);
 }
 
 /* Absorb the remote frees of s into its allocation bits (owner only).
  * Returns the number of objects freed by them. A remote free of an object
  * that is already free here is a double free: reported, and ignored. */
-uint32_t span_absorb_remote(mspan *s) {
+uint32_t span_absorb_remote(mspan *s, unsigned window_w, uint64_t window) {
     uint32_t good = 0, all = 0;
     for (unsigned w = 0; w < s->nwords; w++) {
         if (!span_remote_word(s, w)) continue;
         uint64_t r = atomic_exchange_explicit(&s->bits[2 * w + 1], 0, memory_order_acq_rel);
         uint64_t a = span_alloc_word(s, w);
-        uint64_t in_use = a & ~(w == s->cache_word ? s->alloc_cache : 0);
+        uint64_t in_use = a & ~(w == window_w ? window : 0);
         uint64_t bad = r & ~in_use;
         all += popcount64(r);
         if (unlikely(bad)) {
@@ -125,29 +125,34 @@ uint32_t span_absorb_remote(mspan *s) {
     return good;
 }
 
-/* The window is used up: find the next word with free objects. */
-bool span_next_window(mspan *s, mcache *c) {
-    for (unsigned w = s->cache_word + 1u; w < s->nwords; w++) {
+/* The window of k's current span s is used up: find the next word with free
+ * objects; at the end of the span, rescan it if anything was freed during
+ * this pass (the current span's countdown only moves on frees). */
+bool span_next_window(struct cache_class *k, mspan *s) {
+    for (unsigned w = window_word(k, s) + 1u; w < s->nwords; w++) {
         uint64_t free = ~span_alloc_word(s, w);
         if (free) {
-            load_window(s, c, w, free);
+            load_window(k, s, w, free);
             return true;
         }
     }
-    return span_rescan(s, c);
+    if (s->countdown == UINT32_MAX && fs_count(span_free_state(s)) == 0) return false;
+    return span_rescan(k, s);
 }
 
-/* Start a new pass from the first object, after absorbing remote frees
- * (Go's sweep, applied to one span by its owner). Returns false if the span
- * has no free object. Objects found now may have been used before. */
-bool span_rescan(mspan *s, mcache *c) {
-    span_writeback_window(s, c);
-    span_absorb_remote(s);
+/* Start a new pass over s from its first object, after absorbing remote
+ * frees (Go's sweep, applied to one span by its owner); s becomes k's
+ * current span if it has a free object. Objects found now may have been
+ * used before. */
+bool span_rescan(struct cache_class *k, mspan *s) {
+    span_uncache_window(k, s);
+    if (fs_count(span_free_state(s)) != 0) span_absorb_remote(s, 0, 0);
+    s->countdown = UINT32_MAX;
     for (unsigned w = 0; w < s->nwords; w++) {
         uint64_t free = ~span_alloc_word(s, w);
         if (free) {
             s->needzero = 1;
-            load_window(s, c, w, free);
+            load_window(k, s, w, free);
             return true;
         }
     }
@@ -155,17 +160,19 @@ bool span_rescan(mspan *s, mcache *c) {
 }
 
 /* First window of a span fresh from the heap (nothing used yet). */
-void span_first_window(mspan *s, mcache *c) { load_window(s, c, 0, ~span_alloc_word(s, 0)); }
+void span_first_window(struct cache_class *k, mspan *s) { load_window(k, s, 0, ~span_alloc_word(s, 0)); }
 
-/* Put the unused slots of the window back into the allocation bits. */
-void span_writeback_window(mspan *s, mcache *c) {
-    if (!s->alloc_cache) return;
-    unsigned w = s->cache_word;
-    span_set_alloc_word(s, w, span_alloc_word(s, w) & ~s->alloc_cache);
-    uint64_t n = popcount64(s->alloc_cache);
-    uint64_t *m = &c->stats[s->spanclass].nmalloc;
-    __atomic_store_n(m, __atomic_load_n(m, __ATOMIC_RELAXED) - n, __ATOMIC_RELAXED);
-    s->alloc_cache = 0;
+/* If s is k's current span, put the unused slots of its window back into
+ * the allocation bits and detach the window (s stays k->alloc until the
+ * caller replaces it). */
+void span_uncache_window(struct cache_class *k, mspan *s) {
+    if (k->alloc != s || !k->window_key) return;
+    unsigned w = window_word(k, s);
+    span_set_alloc_word(s, w, span_alloc_word(s, w) & ~k->window);
+    uint64_t n = popcount64(k->window);
+    __atomic_store_n(&k->nmalloc, __atomic_load_n(&k->nmalloc, __ATOMIC_RELAXED) - n, __ATOMIC_RELAXED);
+    k->window = 0;
+    k->window_key = 0;
 }
 
 /* Objects in use per the allocation bits (window written back). */
@@ -181,6 +188,10 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c) {
     uint64_t bit = (uint64_t)1 << (idx & 63);
     if (unlikely(!(span_alloc_word(s, w) & bit))) {
         report_misuse("free", (void *)p, "double free (object is not allocated)");
+        return;
+    }
+    if (unlikely(s->elemsize >= 16 && reuse_tagged((void *)p))) {
+        report_misuse("free", (void *)p, "double free (object is on its owner's free list)");
         return;
     }
     uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
@@ -208,9 +219,5 @@ void span_check(mspan *s) {
         uint64_t t = tail_bits(s->nelems, w);
         if ((span_alloc_word(s, w) & t) != t) throw("span %p: tail bits of word %u cleared", (void *)s->base, w);
         if (span_remote_word(s, w) & t) throw("span %p: remote free past the last object", (void *)s->base);
-    }
-    if (s->alloc_cache) {
-        if (s->cache_word >= s->nwords) throw("span %p: window %u out of range", (void *)s->base, s->cache_word);
-        if (s->alloc_cache & tail_bits(s->nelems, s->cache_word)) throw("span %p: window past the end", (void *)s->base);
     }
 }

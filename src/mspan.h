@@ -11,10 +11,11 @@
  *               past nelems are permanently 1. Written by the owner only.
  *   bits[2w+1]  remote-free bits: objects freed by threads that do not own
  *               the span, set with an atomic OR and absorbed by the owner.
- *   alloc_cache the current 64-object window, inverted (1 = free), so the
- *               fast path is count-trailing-zeros and clear-lowest-bit
- *               (Go's allocCache). Loading a window sets its allocation word
- *               to all ones: every free slot of the window is now the cache's.
+ *   window      the current 64-object window of a cache's current span,
+ *               inverted (1 = free), so malloc is count-trailing-zeros and
+ *               clear-lowest-bit (Go's allocCache; kept in the cache slot,
+ *               mcache.h). Loading a window sets its allocation word to all
+ *               ones: every free slot of the window is now the cache's.
  *
  * Ownership (a deliberate departure from Go, which frees by sweeping):
  * a small span is owned by at most one mcache (thread). The owner allocates
@@ -51,7 +52,7 @@ enum span_state {
 /* Where an owned span sits in its owner's mcache (owner only). */
 enum span_place {
     PLACE_NONE = 0,
-    PLACE_CURRENT = 1, /* mcache.alloc[spanclass] */
+    PLACE_CURRENT = 1, /* mcache.k[spanclass].alloc */
     PLACE_PARTIAL = 2, /* mcache.partial[spanclass]: owned, has free objects */
     PLACE_FULL = 3,    /* mcache.full[spanclass]: owned, believed full */
     PLACE_CENTRAL = 4, /* unowned, on the mcentral partial list */
@@ -80,38 +81,45 @@ static inline uint64_t fs_new_epoch(uint64_t old, unsigned st, uint8_t spanclass
            (uint64_t)st << FS_STATE_SHIFT | FS_COUNT_BIAS;
 }
 
+/* Field order follows the paths: the first cache line holds what only the
+ * slow paths use; the second what free reads on every call, followed by
+ * the bitmaps, so that for spans of up to 128 objects one line serves free
+ * entirely. Records are 64-byte aligned (mheap.c). The allocation window
+ * (Go's allocCache) is not here: only a cache's current span has one, and it
+ * lives in that cache's slot (mcache.h), next to what malloc reads. */
 struct mspan {
-    /* ---- Line 0: what the malloc and free fast paths read. ---- */
-    uint64_t alloc_cache;      /* owner: free slots of window cache_word (1 = free) */
-    uintptr_t cache_base;      /* owner: address of object 64 * cache_word */
-    uintptr_t elemsize;        /* object size; npages * PAGE_SIZE for large spans */
-    mcache *_Atomic owner;     /* owning mcache or NULL; changed by the owner, or
-                                  under the mcentral lock when unowned */
-    uintptr_t base;            /* first byte of the span */
-    uint32_t div_mul;          /* offset * div_mul >> 32 == offset / elemsize */
-    uint16_t nelems;           /* objects in the span */
-    uint16_t cache_word;       /* owner: the window alloc_cache mirrors */
-    uint32_t countdown;        /* owner: local frees until the free path must call
-                                  mcache_free_event (see mcache.c) */
-    uint8_t spanclass;
-
-    /* ---- Line 1: shared state and slow paths. ---- */
+    /* ---- Line 0: slow paths. ---- */
     _Atomic uint64_t free_state; /* see the header comment */
-    uint32_t alloc_count;      /* live objects: of an owned full span; of an unowned
-                                  span, at its release */
+    uintptr_t elemsize;        /* object size; npages * PAGE_SIZE for large spans */
     uintptr_t npages;
     uintptr_t limit;           /* base + nelems * elemsize */
     mspan *next, *prev;        /* owner's partial/full list or the mcentral partial list */
     mspan *_Atomic notify_next;/* link on the owner's notify stack */
+    uint32_t alloc_count;      /* live objects of an unowned span, at its release */
     uint8_t needzero;          /* objects handed out may hold old data */
     uint8_t nwords;            /* 64-bit words per bitmap */
     uint8_t record_kind;       /* which record allocator this came from */
     uint8_t place;             /* enum span_place (owner, or mcentral lock) */
 
+    /* ---- Line 1: the free fast path, then the bitmaps. ---- */
+    mcache *_Atomic owner;     /* owning mcache or NULL; changed by the owner, or
+                                  under the mcentral lock when unowned */
+    uintptr_t base;            /* first byte of the span */
+    uint32_t div_mul;          /* offset * div_mul >> 32 == offset / elemsize */
+    uint16_t nelems;           /* objects in the span */
+    uint8_t spanclass;
+    uint8_t unused;
+    uint32_t countdown;        /* owner: bitmap frees until mcache_free_event must
+                                  file the span again (see mcache.c) */
+    uint32_t unused2;
+
     /* Interleaved bitmaps: bits[2w] allocation word w, bits[2w+1] remote-free
-     * word w. Sized by the record kind (see mheap.c). */
-    _Alignas(16) _Atomic uint64_t bits[];
+     * word w. Sized by the record kind (mheap.c). */
+    _Atomic uint64_t bits[];
 };
+
+_Static_assert(offsetof(struct mspan, owner) == 64, "the free path's fields start the second line");
+_Static_assert(offsetof(struct mspan, bits) == 96, "two bitmap word pairs share that line");
 
 /* Relaxed accessors: the owner writes allocation words with plain stores
  * that remote threads may read (for double-free checks). */
@@ -139,14 +147,20 @@ static ALWAYS_INLINE uintptr_t span_object_index(mspan *s, uintptr_t off) {
 
 extern mspan emptyspan; /* the sentinel every empty mcache slot points to */
 
-/* mspan.c: owner-side operations. */
+struct cache_class;
+
+/* mspan.c: owner-side operations. The window functions make s the current
+ * span of cache slot k. */
 void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero);
 void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero);
-bool span_next_window(mspan *s, mcache *c);
-bool span_rescan(mspan *s, mcache *c);
-void span_first_window(mspan *s, mcache *c);
-uint32_t span_absorb_remote(mspan *s);
-void span_writeback_window(mspan *s, mcache *c);
+bool span_next_window(struct cache_class *k, mspan *s);
+bool span_rescan(struct cache_class *k, mspan *s);
+void span_first_window(struct cache_class *k, mspan *s);
+/* Absorb remote frees; window: the free slots of word window_word when s is
+ * a current span (its allocation word claims them). */
+uint32_t span_absorb_remote(mspan *s, unsigned window_word, uint64_t window);
+/* s stops being k's current span: the window's free slots go back. */
+void span_uncache_window(struct cache_class *k, mspan *s);
 uint32_t span_live_objects(mspan *s);
 void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c);
 uintptr_t span_object_at(mspan *s, unsigned idx);

@@ -67,10 +67,13 @@ TEST(fresh_span_fills_in_address_order) {
     CHECK(identities_hold());
 }
 
-TEST(local_frees_are_reused_after_the_pass) {
+TEST(local_frees_reuse_list_then_bitmap) {
     size_t size = 48;
-    unsigned cls = spanclass_sizeclass(small_spanclass(size));
-    size_t n = class_to_nelems[cls];
+    uint8_t spc = small_spanclass(size);
+    size_t n = class_to_nelems[spanclass_sizeclass(spc)];
+    gm_free(gm_malloc(size)); /* this thread has a cache from here on */
+    uint32_t limit = current_cache()->k[spc].reuse_limit;
+    CHECK(limit > 0 && limit < n);
     static void *p[4096];
     /* take whatever is left of the current span, then a whole fresh one */
     mspan *first = NULL;
@@ -85,16 +88,34 @@ TEST(local_frees_are_reused_after_the_pass) {
     size_t start = k;
     for (size_t i = 1; i < n; i++) p[start + i] = gm_malloc(size);
     for (size_t i = 0; i < n; i++) CHECK(span_of_ptr(p[start + i]) == s);
-    CHECK(s->alloc_cache == 0);
-    /* free every third object; the next allocations reuse exactly those */
-    size_t freed = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        gm_free(p[start + i]);
-        freed++;
-    }
-    for (size_t i = 0; i < freed; i++) {
+    CHECK(current_cache()->k[spc].window == 0);
+    /* a few frees go on the reuse list and come back last-in, first-out */
+    size_t before = current_cache()->k[spc].nreuse;
+    CHECK(before == 0);
+    for (size_t i = 0; i < 9; i += 3) gm_free(p[start + i]);
+    CHECK(current_cache()->k[spc].nreuse == 3);
+    for (int i = 6; i >= 0; i -= 3) {
         void *q = gm_malloc(size);
-        CHECKF(q == p[start + 3 * i], "reuse %zu: got %p want %p", i, q, p[start + 3 * i]);
+        CHECKF(q == p[start + (size_t)i], "reuse: got %p want %p", q, p[start + (size_t)i]);
+    }
+    CHECK(current_cache()->k[spc].nreuse == 0);
+    /* past the list's capacity, objects go back to the span's bitmap and
+     * are found again, in address order, when the span is rescanned */
+    for (size_t i = 0; i < n; i++) gm_free(p[start + i]);
+    size_t on_list = current_cache()->k[spc].nreuse;
+    CHECKF(on_list >= 1 && on_list <= limit, "%zu on the list", on_list);
+    size_t in_bitmap = n - on_list;
+    for (size_t i = 0; i < on_list; i++) {
+        void *q = gm_malloc(size);
+        CHECK(span_of_ptr(q) == s);
+    }
+    void *prev = NULL;
+    for (size_t i = 0; i < in_bitmap; i++) {
+        void *q = gm_malloc(size);
+        CHECKF(span_of_ptr(q) == s, "object %zu from another span", i);
+        CHECKF(!prev || q > prev, "not in address order: %p after %p", q, prev);
+        prev = q;
+        p[start + i] = q;
     }
     CHECK(s->needzero == 1);
     /* calloc of recycled memory is zero */
@@ -103,9 +124,7 @@ TEST(local_frees_are_reused_after_the_pass) {
     char *z = gm_calloc(1, size);
     CHECK((void *)z == p[start]);
     for (size_t i = 0; i < size; i++) CHECKF(z[i] == 0, "calloc byte %zu", i);
-    for (size_t i = 0; i < start + n; i++)
-        if (i != start) gm_free(p[i]);
-    gm_free(z);
+    for (size_t i = 0; i < start; i++) gm_free(p[i]);
     CHECK(identities_hold());
 }
 
