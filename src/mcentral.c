@@ -86,10 +86,12 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
             break;
         }
         list_remove(mc, s);
+        /* The owner first: a remote free that sees CACHED reads it to push
+         * the span on the owner's notify stack (the CAS publishes it). */
+        atomic_store_explicit(&s->owner, c, memory_order_relaxed);
         uint64_t v = span_free_state(s);
         while (!cas_state(s, &v, SPAN_CACHED, true)) {
         }
-        atomic_store_explicit(&s->owner, c, memory_order_relaxed);
         unlock(&mc->lock);
         if (span_rescan(&c->k[spc], s)) return s;
         /* Every object is still in use (its free was a double free that
@@ -99,9 +101,9 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
     uintptr_t npages = class_to_npages[spanclass_sizeclass(spc)];
     mspan *s = mheap_alloc_span(npages, spc, c, 1);
     if (!s) return NULL;
+    atomic_store_explicit(&s->owner, c, memory_order_relaxed);
     uint64_t v = span_free_state(s);
     atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_CACHED), memory_order_release);
-    atomic_store_explicit(&s->owner, c, memory_order_relaxed);
     span_first_window(&c->k[spc], s);
     return s;
 }

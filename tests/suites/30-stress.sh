@@ -7,3 +7,4 @@ export GM_EXPECT
 t stress_threads 120 env LD_PRELOAD="$GM" "$B/tests/stress_threads"
 t stress_fork 180 env LD_PRELOAD="$GM" "$B/tests/stress_fork"
 t stress_thread_churn 120 env LD_PRELOAD="$GM" "$B/tests/stress_thread_churn"
+t stress_adopt 120 env LD_PRELOAD="$GM" "$B/tests/stress_adopt"
