@@ -327,6 +327,12 @@ static void fold_into_orphans(mcache *c) {
 }
 
 static void delete_cache(mcache *c) {
+    /* Nothing may still belong to the cache: an owned span left behind would
+     * look owned by whichever thread gets this record next. */
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
+        if (c->k[spc].alloc != &emptyspan || c->partial[spc] || c->full[spc] || c->k[spc].nreuse)
+            throw("cache %p deleted with spans of class %u left", (void *)c, spc);
+    if (atomic_load(&c->notify)) throw("cache %p deleted with a pending notify stack", (void *)c);
     lock(&list_lock);
     if (c->prev)
         c->prev->next = c->next;
@@ -361,13 +367,19 @@ void mcache_release_all(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
         mspan *s = uncache_current(c, (uint8_t)spc);
         if (s) mcentral_release(s, c);
-        while ((s = c->partial[spc]) != NULL) {
-            owned_remove(c, s);
-            mcentral_release(s, c);
-        }
-        while ((s = c->full[spc]) != NULL) {
-            owned_remove(c, s);
-            mcentral_release(s, c);
+    }
+    /* Releasing a span drains the notify stack, which may move other owned
+     * spans between lists (a full span that received frees becomes partial,
+     * in a list already passed over): go round until every list is empty. */
+    for (bool again = true; again;) {
+        again = false;
+        for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+            mspan *s;
+            while ((s = c->partial[spc]) != NULL || (s = c->full[spc]) != NULL) {
+                owned_remove(c, s);
+                mcentral_release(s, c);
+                again = true;
+            }
         }
     }
     lock(&c->pcache_lock);

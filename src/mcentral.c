@@ -180,31 +180,13 @@ void mcentral_remote_transition(mspan *s, uint64_t seen) {
     unlock(&mc->lock);
 }
 
-void mcentral_notify_owner(mspan *s, uint64_t seen) {
-    (void)seen;
-    uint64_t v = atomic_fetch_or_explicit(&s->free_state, FS_NOTIFY, memory_order_acq_rel);
-    if (v & FS_NOTIFY) return; /* already on its owner's stack */
-    if (fs_state(v) == SPAN_CACHED) {
-        /* The owner cannot give the span up while NOTIFY is set, so the
-         * owner read here stays valid until it drains us. */
-        mcache *o = span_owner(s);
-        mspan *head = atomic_load_explicit(&o->notify, memory_order_relaxed);
-        do {
-            atomic_store_explicit(&s->notify_next, head, memory_order_relaxed);
-        } while (!atomic_compare_exchange_weak_explicit(&o->notify, &head, s, memory_order_release,
-                                                        memory_order_relaxed));
-        return;
-    }
-    /* The span left its owner between our count and our flag: undo the
-     * flag in that generation only, then act as a free into an unowned span. */
-    uint64_t cur = v | FS_NOTIFY;
-    while (fs_gen(cur) == fs_gen(v) && (cur & FS_NOTIFY)) {
-        if (atomic_compare_exchange_weak_explicit(&s->free_state, &cur, cur & ~FS_NOTIFY, memory_order_acq_rel,
-                                                  memory_order_acquire))
-            break;
-    }
-    cur = span_free_state(s);
-    unsigned st = fs_state(cur);
-    if (st == SPAN_FULL || (st == SPAN_PARTIAL && fs_count(cur) == (int32_t)s->alloc_count))
-        mcentral_remote_transition(s, cur);
+void mcentral_notify_owner(mspan *s) {
+    /* The caller set NOTIFY on the owned span: the owner cannot give the
+     * span up until it drains us, so the owner read here stays valid. */
+    mcache *o = span_owner(s);
+    mspan *head = atomic_load_explicit(&o->notify, memory_order_relaxed);
+    do {
+        atomic_store_explicit(&s->notify_next, head, memory_order_relaxed);
+    } while (!atomic_compare_exchange_weak_explicit(&o->notify, &head, s, memory_order_release,
+                                                    memory_order_relaxed));
 }

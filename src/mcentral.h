@@ -28,7 +28,8 @@ void mcentral_release(mspan *s, mcache *c);
 /* Remote free into an unowned span whose free_state became `seen`: move a
  * full span to the partial list, or free a span whose last object died. */
 void mcentral_remote_transition(mspan *s, uint64_t seen);
-/* Remote free into an owned span: tell the owner (once per drain). */
-void mcentral_notify_owner(mspan *s, uint64_t seen);
+/* Remote free into an owned span: push it on its owner's notify stack (the
+ * caller set NOTIFY while the span was owned). */
+void mcentral_notify_owner(mspan *s);
 
 #endif /* GOMALLOC_MCENTRAL_H */

@@ -200,14 +200,24 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c) {
         return;
     }
     count_free(c, s->spanclass);
-    uint64_t v = atomic_fetch_add_explicit(&s->free_state, 1, memory_order_acq_rel) + 1;
-    unsigned st = fs_state(v);
+    /* Count the free, and in the same step flag an owned span for its
+     * owner's notify stack if nobody has: once NOTIFY is set the owner cannot
+     * give the span away, so it cannot die and be reused while we push it.
+     * (A separate flagging step after the count could land on a span record
+     * reused in between.) */
+    uint64_t v = atomic_load_explicit(&s->free_state, memory_order_relaxed), nv;
+    do {
+        nv = v + 1;
+        if (fs_state(v) == SPAN_CACHED && !(v & FS_NOTIFY)) nv |= FS_NOTIFY;
+    } while (!atomic_compare_exchange_weak_explicit(&s->free_state, &v, nv, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    unsigned st = fs_state(nv);
     if (st == SPAN_CACHED) {
-        if (!(v & FS_NOTIFY)) mcentral_notify_owner(s, v);
+        if (!(v & FS_NOTIFY)) mcentral_notify_owner(s);
         return;
     }
-    if (st == SPAN_FULL || (st == SPAN_PARTIAL && fs_count(v) == (int32_t)s->alloc_count))
-        mcentral_remote_transition(s, v);
+    if (st == SPAN_FULL || (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)s->alloc_count))
+        mcentral_remote_transition(s, nv);
 }
 
 void span_check(mspan *s) {

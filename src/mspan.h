@@ -89,8 +89,11 @@ static inline uint64_t fs_new_epoch(uint64_t old, unsigned st, uint8_t spanclass
  * lives in that cache's slot (mcache.h), next to what malloc reads. */
 struct mspan {
     /* ---- Line 0: slow paths. ---- */
+    uintptr_t elemsize;        /* object size; npages * PAGE_SIZE for large spans.
+                                  First: a free record's first word links the
+                                  fixalloc free list, and free_state must
+                                  survive (its generation) */
     _Atomic uint64_t free_state; /* see the header comment */
-    uintptr_t elemsize;        /* object size; npages * PAGE_SIZE for large spans */
     uintptr_t npages;
     uintptr_t limit;           /* base + nelems * elemsize */
     mspan *next, *prev;        /* owner's partial/full list or the mcentral partial list */
@@ -119,6 +122,7 @@ struct mspan {
 };
 
 _Static_assert(offsetof(struct mspan, owner) == 64, "the free path's fields start the second line");
+_Static_assert(offsetof(struct mspan, free_state) != 0, "fixalloc links free records through word 0");
 _Static_assert(offsetof(struct mspan, bits) == 96, "two bitmap word pairs share that line");
 
 /* Relaxed accessors: the owner writes allocation words with plain stores
