@@ -473,6 +473,37 @@ unset multiplot
 
 # ---- main ----------------------------------------------------------------------
 
+def memory_return(allocs, env, quick, timeout):
+    """The memory-return workload (memret.c): RSS after freeing ~1.5 GiB
+    (512 MiB quick), right away, after 1 s and 3 s idle, after malloc_trim(0).
+    One run per allocator; returns a Markdown section."""
+    mib = 512 if quick else 1536
+    argv = [os.path.join(BUILD, "memret"), str(mib)]
+    rows, sums = [], set()
+    for a, path in allocs:
+        e = alloc_env(env, path)
+        r = run_once(argv, e, timeout)
+        m = re.search(r"memret-rss peak=(\d+) free=(\d+) t1=(\d+) t3=(\d+) trim=(\d+)", r.err or "")
+        if not r.ok or not m:
+            rows.append("| %s | FAIL | | | | |" % a)
+            continue
+        sums.add((r.out or "").strip())
+        v = [int(x) / 1024 for x in m.groups()]
+        rows.append("| %s | %.0f | %.0f (%.0f%%) | %.0f (%.0f%%) | %.0f (%.0f%%) | %.0f (%.0f%%) |" % (
+            a, v[0], v[1], 100 * v[1] / v[0], v[2], 100 * v[2] / v[0], v[3], 100 * v[3] / v[0],
+            v[4], 100 * v[4] / v[0]))
+        print("[memret] %-9s peak %.0f MiB, free %.0f, 1 s %.0f, 3 s %.0f, trim %.0f" % ((a,) + tuple(v)),
+              flush=True)
+    out = ["", "## Memory return", "",
+           "`build/memret %d`: allocate %d MiB of mixed objects (95%% small, 5%% 40-240 KiB), touch them, free them "
+           "all; resident set (MiB, and %% of the peak) right after the frees, after 1 s and 3 s idle, and right "
+           "after `malloc_trim(0)`. One run per allocator.%s" % (
+               mib, mib, "" if len(sums) <= 1 else " WARNING: checksums differ between allocators."),
+           "", "| allocator | peak | after free | after 1 s | after 3 s | after malloc_trim(0) |",
+           "|---|---|---|---|---|---|"] + rows
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gomalloc", default=os.path.join(HERE, "..", "build", "libgomalloc.so"),
@@ -502,8 +533,9 @@ def main():
         toks = [t.strip() for t in args.only.split(",") if t.strip()]
         W = [w for w in W if any(t == w["group"] or fnmatch.fnmatch(w["name"], t) or
                                  fnmatch.fnmatch(w["name"], t + "-*") for t in toks)]
-        if not W:
-            sys.exit("run_bench: --only %s matches no workload (see --list)" % args.only)
+        if not W and "memret" not in toks:
+            sys.exit("run_bench: --only %s matches no workload (see --list; memret is the memory-return run)"
+                     % args.only)
     for w in W:
         p = command(w, 1)[0]
         if not os.path.exists(p):
@@ -570,6 +602,11 @@ def main():
                               "when these are high)" % (load_start + load_end + (os.cpu_count(),)))]
     text = write_report(base + ".md", title, meta, notes, W, allocs, versions, S, ratios, ref, args,
                         elapsed)
+    if not args.only or any(t.strip() == "memret" for t in args.only.split(",")):
+        section = memory_return(allocs, env, args.quick, args.timeout)
+        with open(base + ".md", "a") as f:
+            f.write(section)
+        text += section
     write_csv(base + ".csv", allocs, runs)
     msg = write_chart(base + ".png", "%s: ratios to %s, bars above 1 = %s faster / smaller" % (title, ref, ref),
                       W, allocs, ratios, ref)
