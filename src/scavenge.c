@@ -27,9 +27,10 @@
  * madvise call has a fixed cost far above its per-page cost on virtual
  * machines, so few large calls beat many small ones) within a CPU budget:
  * a token bucket that accrues p% of one CPU (GOMALLOC_SCAVENGE_PERCENT,
- * default 1) and holds at most 25 ms, so the scavenger averages at most p%
- * over any stretch longer than a few seconds while a sudden drop of 1 GiB
- * is returned in about two seconds, not twenty. It is started lazily,
+ * default 1) and holds at most 100 ms, so the scavenger averages at most p%
+ * over any stretch much longer than 10 s while a sudden drop of 1.5 GiB is
+ * returned as fast as the goal decays (about 1 s of CPU-bound work would
+ * otherwise take a minute at 1%). It is started lazily,
  * by the first free that leaves more than the goal resident, sleeps while
  * there is nothing to do, and is started again on demand after fork.
  * GOMALLOC_SCAVENGE=inline does the same work on the threads that free, within
@@ -65,7 +66,7 @@ enum { THREAD_NONE, THREAD_STARTING, THREAD_RUNNING, THREAD_FAILED };
 #define RUN_PAGES (4u << 20 >> PAGE_SHIFT) /* the largest run per madvise */
 #define GOAL_SLACK (4u << 20)
 #define PEAK_HALF_LIFE_NS 500000000ull
-#define BURST_NS 25000000ll /* CPU the scavenger may spend at once: 2.5 s of 1% */
+#define BURST_NS 100000000ll /* CPU the scavenger may spend at once: 10 s of 1% */
 
 static struct {
     mutex lock;                /* goal state, inline budget */

@@ -102,11 +102,11 @@ TEST(release_background) {
     CHECK(scavenger_threads() == 1);
     struct gm_memstats st;
     if (!read_stats(&st)) return;
-    /* budget: 1% of one CPU plus a 25 ms burst; generous: 3% plus 60 ms */
+    /* budget: 1% of one CPU plus a 100 ms burst; generous: 3% plus 150 ms */
     double cpu = st.scavenger_thread_ns / 1e9;
     TLOG("release_background: scavenger CPU %.1f ms over %.1f s (%.2f%%), released %llu MiB", cpu * 1e3, elapsed,
          100 * cpu / elapsed, (unsigned long long)(st.scavenged_bytes >> 20));
-    CHECKF(cpu <= 0.03 * elapsed + 0.06, "scavenger used %.3f s of CPU in %.1f s", cpu, elapsed);
+    CHECKF(cpu <= 0.03 * elapsed + 0.15, "scavenger used %.3f s of CPU in %.1f s", cpu, elapsed);
 }
 
 TEST(release_trim) {
