@@ -61,6 +61,11 @@ static inline unsigned spanclass_sizeclass(uint8_t spc) { return spc >> 1; }
 #define PAGE_CACHE_PAGES 64
 #define PAGE_CACHE_MAX_ALLOC (PAGE_CACHE_PAGES / 4)
 
+/* Per-thread large-span cache (mcache.c): spans of up to 512 KiB, at most
+ * 1 MiB per thread. */
+#define LARGE_CACHE_MAX_PAGES 64
+#define LARGE_CACHE_LIMIT_PAGES 128
+
 typedef struct mspan mspan;
 typedef struct mcache mcache;
 typedef struct mcentral mcentral;

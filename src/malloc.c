@@ -133,13 +133,23 @@ void *malloc_large(size_t size, bool zero, size_t align) {
         errno = ENOMEM;
         return NULL;
     }
-    malloc_init();
     uintptr_t npages = round_up(size ? size : 1, PAGE_SIZE) / PAGE_SIZE;
     uintptr_t align_pages = align > PAGE_SIZE ? align / PAGE_SIZE : 1;
     mcache *c = current_cache();
-    if (c == &mcache_empty) c = mcache_for_thread();
-    mspan *s = mheap_alloc_span(npages, make_spanclass(0, 1), c, align_pages);
-    if (!s) return NULL;
+    if (unlikely(c == &mcache_empty)) {
+        malloc_init();
+        c = mcache_for_thread();
+    }
+    mspan *s = c && align_pages <= 1 ? mcache_large_get(c, npages) : NULL;
+    if (s) {
+        /* A cached large span has every field of one already: it only
+         * comes back to life (a new epoch), with used memory. */
+        s->needzero = 1;
+        uint64_t old = atomic_load_explicit(&s->free_state, memory_order_relaxed);
+        atomic_store_explicit(&s->free_state, fs_new_epoch(old, SPAN_LARGE, s->spanclass), memory_order_release);
+        if (s->npages > npages) mheap_shrink_large(s, npages); /* a bit larger: trim */
+    } else if (!(s = mheap_alloc_span(npages, make_spanclass(0, 1), c, align_pages)))
+        return NULL;
     if (zero && s->needzero) memset((void *)s->base, 0, size);
     if (c) {
         stat_add(&c->large_nmalloc, 1);
@@ -151,14 +161,15 @@ void *malloc_large(size_t size, bool zero, size_t align) {
     return (void *)s->base;
 }
 
-static void free_large(mspan *s, void *ptr) {
+/* Free large span s: false if it is not an allocated large object (already
+ * freed, or being freed by another thread). The span goes to the calling
+ * thread's large-span cache when it fits, else back to the heap. */
+static bool free_large(mspan *s) {
     uint64_t v = span_free_state(s);
     if (fs_state(v) != SPAN_LARGE ||
         !atomic_compare_exchange_strong_explicit(&s->free_state, &v, fs_with_state(v, SPAN_DEAD) + FS_GEN_ONE,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        report_misuse("free", ptr, "double free (large object already freed)");
-        return;
-    }
+                                                 memory_order_acq_rel, memory_order_acquire))
+        return false;
     mcache *c = current_cache();
     uint64_t bytes = s->elemsize;
     if (c != &mcache_empty) {
@@ -168,7 +179,17 @@ static void free_large(mspan *s, void *ptr) {
         atomic_fetch_add_explicit(&orphan_stats.large_nfree, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&orphan_stats.large_free_bytes, bytes, memory_order_relaxed);
     }
-    mheap_free_span(s);
+    if (!mcache_large_put(c, s)) {
+        int saved = errno;
+        mheap_free_span(s);
+        errno = saved;
+    }
+    return true;
+}
+
+NOINLINE void free_not_owned(void *ptr, mspan *s) {
+    if (s && (uintptr_t)ptr == s->base && !span_owner(s) && free_large(s)) return;
+    free_slow(ptr);
 }
 
 /* ---- Pointer validation ------------------------------------------------ */
@@ -229,7 +250,7 @@ NOINLINE void free_slow(void *ptr) {
     uintptr_t idx = 0;
     switch (classify(ptr, "free", &s, &idx)) {
     case PTR_LARGE:
-        free_large(s, ptr);
+        if (!free_large(s)) report_misuse("free", ptr, "double free (large object already freed)");
         break;
     case PTR_SMALL: {
         mcache *c = current_cache();

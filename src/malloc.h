@@ -28,6 +28,9 @@ extern _Atomic int malloc_initialised;
 
 void *malloc_large(size_t size, bool zero, size_t align);
 void free_slow(void *ptr);
+/* free when the fast path did not take ptr; s is its span or NULL. Large
+ * objects take a short path to the thread's large-span cache. */
+void free_not_owned(void *ptr, mspan *s);
 
 static ALWAYS_INLINE uint8_t small_spanclass(size_t size) {
     unsigned cls = size <= SMALL_SIZE_MAX ? malloc_size_to_class8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV]
@@ -88,8 +91,10 @@ static ALWAYS_INLINE void free_inline(void *ptr) {
                 return;
             }
         }
+        free_slow(ptr);
+        return;
     }
-    free_slow(ptr);
+    free_not_owned(ptr, s);
 }
 
 /* Usable size and validity of an allocated pointer; reports misuse for op. */

@@ -361,6 +361,72 @@ mcache *mcache_for_thread(void) {
     return c;
 }
 
+/* ---- The large-span cache ----------------------------------------------- */
+
+/* A freed large span keeps its record, its pages (still allocated in the
+ * page allocator, still Ready) and its entries in the arena index; its
+ * state is DEAD, so a second free of the object is reported as a double
+ * free, exactly as when the pages are back in the heap. Its pages stay in
+ * mheap_.pages_inuse (no shared counter is touched); statistics move them
+ * from HeapInuse to HeapIdle by summing large_cached_pages over the caches. A request takes a span of
+ * npages up to npages + npages/8 pages (reuse across nearby sizes); the
+ * caller trims a larger one to size, so usable sizes stay exact. */
+
+mspan *mcache_large_get(mcache *c, uintptr_t npages) {
+    if (npages > LARGE_CACHE_MAX_PAGES || !c->large_cached_pages) return NULL;
+    uintptr_t last = npages + npages / 8;
+    if (last > LARGE_CACHE_MAX_PAGES) last = LARGE_CACHE_MAX_PAGES;
+    mspan *s = NULL;
+    lock(&c->pcache_lock);
+    for (uintptr_t n = npages; n <= last; n++) {
+        if ((s = c->large_bins[n]) != NULL) {
+            c->large_bins[n] = s->next;
+            stat_add(&c->large_cached_pages, -n);
+            break;
+        }
+    }
+    unlock(&c->pcache_lock);
+    return s;
+}
+
+bool mcache_large_put(mcache *c, mspan *s) {
+    uintptr_t n = s->npages;
+    if (n > LARGE_CACHE_MAX_PAGES || c == &mcache_empty) return false;
+    lock(&c->pcache_lock);
+    bool fits = c->large_cached_pages + n <= LARGE_CACHE_LIMIT_PAGES;
+    if (fits) {
+        s->next = c->large_bins[n];
+        c->large_bins[n] = s;
+        stat_add(&c->large_cached_pages, n);
+    }
+    unlock(&c->pcache_lock);
+    return fits;
+}
+
+/* Give c's page cache and large spans back to the heap (takes pcache_lock;
+ * the spans are freed after it is dropped: freeing pokes the scavenger,
+ * which may start a thread, which allocates). */
+static void flush_page_caches(mcache *c) {
+    mspan *spans = NULL;
+    lock(&c->pcache_lock);
+    mheap_flush_pagecache(&c->pcache);
+    for (uintptr_t n = 0; c->large_cached_pages && n <= LARGE_CACHE_MAX_PAGES; n++) {
+        mspan *s;
+        while ((s = c->large_bins[n]) != NULL) {
+            c->large_bins[n] = s->next;
+            stat_add(&c->large_cached_pages, -n);
+            s->next = spans;
+            spans = s;
+        }
+    }
+    unlock(&c->pcache_lock);
+    while (spans) {
+        mspan *s = spans;
+        spans = s->next;
+        mheap_free_span(s);
+    }
+}
+
 void mcache_release_all(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) flush_reuse(c, (uint8_t)spc, REUSE_MAX);
     mcache_drain_notify(c);
@@ -382,18 +448,12 @@ void mcache_release_all(mcache *c) {
             }
         }
     }
-    lock(&c->pcache_lock);
-    mheap_flush_pagecache(&c->pcache);
-    unlock(&c->pcache_lock);
+    flush_page_caches(c);
 }
 
 void mcache_flush_all_page_caches(void) {
     lock(&list_lock);
-    for (mcache *c = all_caches; c; c = c->next) {
-        lock(&c->pcache_lock);
-        mheap_flush_pagecache(&c->pcache);
-        unlock(&c->pcache_lock);
-    }
+    for (mcache *c = all_caches; c; c = c->next) flush_page_caches(c);
     unlock(&list_lock);
 }
 
@@ -416,9 +476,9 @@ void mcache_init(void) {
     if (!fallback) throw("out of memory for the fallback cache");
 }
 
-void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4], uint32_t *nthreads) {
+void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5], uint32_t *nthreads) {
     memset(out, 0, sizeof(struct class_stats) * NUM_SIZE_CLASSES);
-    memset(large, 0, sizeof(uint64_t) * 4);
+    memset(large, 0, sizeof(uint64_t) * 5);
     uint32_t n = 0;
     lock(&list_lock);
     for (mcache *c = all_caches; c; c = c->next) {
@@ -431,6 +491,7 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4
         large[1] += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
         large[2] += __atomic_load_n(&c->large_alloc_bytes, __ATOMIC_RELAXED);
         large[3] += __atomic_load_n(&c->large_free_bytes, __ATOMIC_RELAXED);
+        large[4] += __atomic_load_n(&c->large_cached_pages, __ATOMIC_RELAXED);
         if (!c->fallback) n++;
         /* Slots still free in the current windows were counted as allocated
          * when the windows were loaded (racy read: exact at quiescence). */

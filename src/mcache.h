@@ -60,6 +60,10 @@ struct mcache {
     mutex pcache_lock;                       /* guards pcache: the owner, or a thread
                                                 flushing every cache (scavenge.c) */
     page_cache pcache;
+    /* Freed large spans kept for reuse, by page count (singly linked through
+     * mspan.next); guarded by pcache_lock like the page cache. */
+    mspan *large_bins[LARGE_CACHE_MAX_PAGES + 1];
+    uint64_t large_cached_pages; /* written under pcache_lock, read by statistics */
     uint64_t large_nmalloc, large_nfree;     /* owner only */
     uint64_t large_alloc_bytes, large_free_bytes;
 
@@ -108,15 +112,24 @@ void mcache_release_all(mcache *c);
 mcache *mcache_for_thread(void);
 void mcache_thread_exit(void *arg);
 /* Statistics: sum the counters of every live cache into *out. */
-void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4], uint32_t *nthreads);
+/* large[]: mallocs, frees, bytes allocated, bytes freed, pages in the
+ * large-span caches. */
+void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5], uint32_t *nthreads);
 /* Fork support. */
 void mcache_fork_prepare(void);
 void mcache_fork_parent(void);
 void mcache_fork_child(void);
 void mcache_fork_lock_caches(void);
 void mcache_fork_unlock_caches(void);
-/* Give every thread's page cache back to the heap (any thread). */
+/* Give every thread's page cache and large-span cache back to the heap
+ * (any thread). */
 void mcache_flush_all_page_caches(void);
+/* The large-span cache: a freed large span of up to LARGE_CACHE_MAX_PAGES
+ * pages is kept by the freeing thread for its next large allocation of
+ * about that size, so a loop that allocates and frees a large object never
+ * touches the page allocator or the heap lock. */
+mspan *mcache_large_get(mcache *c, uintptr_t npages);
+bool mcache_large_put(mcache *c, mspan *s);
 void mcache_init(void);
 
 /* Statistics counters of threads that no longer have a cache, and of frees

@@ -46,7 +46,7 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     memset(st, 0, sizeof *st);
     malloc_init();
     struct class_stats cls[NUM_SIZE_CLASSES];
-    uint64_t large[4];
+    uint64_t large[5];
     uint32_t nthreads;
     mcache_sum_stats(cls, large, &nthreads);
 
@@ -80,10 +80,10 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     uint64_t free_pages = mheap_.pages.free_pages, scav_pages = mheap_.pages.scav_pages;
     st->heap_sys = mheap_.heap_sys;
     unlock(&mheap_.lock);
-    free_pages += atomic_load_explicit(&mheap_.pagecache_free, memory_order_relaxed);
+    free_pages += atomic_load_explicit(&mheap_.pagecache_free, memory_order_relaxed) + large[4];
     scav_pages += atomic_load_explicit(&mheap_.pagecache_scav, memory_order_relaxed);
-    st->heap_inuse = atomic_load_explicit(&mheap_.pages_inuse, memory_order_relaxed) * PAGE_SIZE;
-    st->heap_idle = free_pages * PAGE_SIZE;
+    st->heap_inuse = (atomic_load_explicit(&mheap_.pages_inuse, memory_order_relaxed) - large[4]) * PAGE_SIZE;
+    st->heap_idle = free_pages * PAGE_SIZE; /* free in the page allocator, page caches, large-span caches */
     st->heap_released = scav_pages * PAGE_SIZE;
 
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++) st->mspan_inuse += fixalloc_inuse(&mheap_.spanalloc[k]);

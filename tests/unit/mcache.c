@@ -305,6 +305,66 @@ TEST(misuse_is_reported) {
     CHECKF(strstr(err, "double free") && strstr(err, "(ignored)"), "stderr: %s", err);
 }
 
+static void *large_cache_thread(void *arg) {
+    /* a thread that exits with spans in its large cache hands them back */
+    for (int i = 0; i < 4; i++) gm_free(gm_malloc(200000 + (size_t)i * PAGE_SIZE));
+    *(uint64_t *)arg = current_cache()->large_cached_pages;
+    return NULL;
+}
+
+TEST(large_span_cache) {
+    mcache *c = current_cache();
+    gm_release_memory(); /* start with empty caches */
+    CHECK(c->large_cached_pages == 0);
+    /* a freed large object is kept by the thread and reused at once */
+    char *p = gm_malloc(100000);
+    mspan *s = span_of_ptr(p);
+    memset(p, 5, 100000);
+    gm_free(p);
+    CHECKF(c->large_cached_pages == s->npages, "cached %lu pages", (unsigned long)c->large_cached_pages);
+    CHECK(fs_state(span_free_state(s)) == SPAN_DEAD);
+    struct gm_memstats st;
+    gm_read_memstats(&st);
+    CHECK(identities_hold());
+    uint64_t idle_with = st.heap_idle;
+    /* the same size, and a slightly smaller one, get the cached span */
+    char *q = gm_malloc(100000);
+    CHECK(q == p && span_of_ptr(q) == s && fs_state(span_free_state(s)) == SPAN_LARGE);
+    CHECK(c->large_cached_pages == 0);
+    gm_free(q);
+    char *r = gm_calloc(1, 100000 - PAGE_SIZE);
+    CHECK(r == p && gm_usable_size(r) == round_up(100000 - PAGE_SIZE, PAGE_SIZE)); /* trimmed to size */
+    for (size_t i = 0; i < 100000 - PAGE_SIZE; i += 511) CHECKF(r[i] == 0, "calloc from the cache: byte %zu", i);
+    gm_free(r);
+    /* a double free of an object whose span is cached is still reported */
+    CHECK(misuse_case(free_large_twice, "double free"));
+    /* too large to cache: straight back to the heap */
+    char *big = gm_malloc((LARGE_CACHE_MAX_PAGES + 1) * PAGE_SIZE);
+    uint64_t before = c->large_cached_pages;
+    gm_free(big);
+    CHECK(c->large_cached_pages == before);
+    /* at most LARGE_CACHE_LIMIT_PAGES per thread */
+    void *many[64];
+    for (int i = 0; i < 64; i++) many[i] = gm_malloc(40 * PAGE_SIZE);
+    for (int i = 0; i < 64; i++) gm_free(many[i]);
+    CHECKF(c->large_cached_pages <= LARGE_CACHE_LIMIT_PAGES, "cached %lu", (unsigned long)c->large_cached_pages);
+    CHECK(identities_hold());
+    /* gm_release_memory empties every cache; the pages count as idle, then released */
+    gm_release_memory();
+    CHECK(c->large_cached_pages == 0);
+    gm_read_memstats(&st);
+    CHECK(st.heap_idle >= idle_with - 2 * LARGE_CACHE_LIMIT_PAGES * PAGE_SIZE);
+    CHECK(identities_hold());
+    gm_read_memstats(&st);
+    uint64_t inuse_before = st.heap_inuse, exited = 0;
+    in_thread(large_cache_thread, &exited);
+    CHECKF(exited > 0, "the thread cached nothing");
+    gm_read_memstats(&st);
+    CHECKF(st.heap_inuse <= inuse_before + 16 * PAGE_SIZE, "heap in use %lu -> %lu after the thread exited",
+           (unsigned long)inuse_before, (unsigned long)st.heap_inuse);
+    CHECK(identities_hold());
+}
+
 TEST(stats_identities_after_threads) {
     CHECK(identities_hold());
     struct gm_memstats st;
