@@ -9,10 +9,12 @@
  * atomic; the slow path only when both are empty.
  *
  * free: arena index -> arena record -> span (two loads); if this thread
- * owns the span, check that the pointer is an object start and that the
- * object is in use (and not on a reuse list: its tag), then push it on the
- * reuse list. No lock, no atomic. Everything else (a full list, other
- * owners, large objects, bad pointers) goes to free_slow.
+ * owns the span, check that the pointer is an object start, that the object
+ * was handed out (index below span.fresh) and is not free now (no free tag
+ * in its word 1: mspan.h), then push it on the reuse list and tag it. No
+ * lock, no atomic, no bitmap. Everything else (a full list, other owners,
+ * large objects, bad or doubtful pointers) goes to the slow paths, which
+ * decide from the bitmaps.
  */
 #ifndef GOMALLOC_MALLOC_H
 #define GOMALLOC_MALLOC_H
@@ -32,29 +34,25 @@ void free_slow(void *ptr);
  * objects take a short path to the thread's large-span cache. */
 void free_not_owned(void *ptr, mspan *s);
 
-static ALWAYS_INLINE uint8_t small_spanclass(size_t size) {
-    unsigned cls = size <= SMALL_SIZE_MAX ? malloc_size_to_class8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV]
-                                          : malloc_size_to_class128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) /
-                                                                    LARGE_SIZE_DIV];
-    return make_spanclass(cls, 1);
+static ALWAYS_INLINE unsigned small_spanclass(size_t size) {
+    return size <= SMALL_SIZE_MAX
+               ? malloc_size_to_spanclass8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV]
+               : malloc_size_to_spanclass128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) / LARGE_SIZE_DIV];
 }
 
 /* One object of span class spc from the thread's cache. */
-static ALWAYS_INLINE void *alloc_small(uint8_t spc) {
+static ALWAYS_INLINE void *alloc_small(unsigned spc) {
     mcache *c = current_cache();
     struct cache_class *k = &c->k[spc];
     uint32_t n = k->nreuse;
     if (likely(n != 0)) {
         void **p = k->reuse[n - 1];
-        k->nreuse = n - 1;
+        __atomic_store_n(&k->nreuse, n - 1, __ATOMIC_RELAXED); /* statistics read it */
         p[1] = NULL; /* drop the tag */
-        k->nmalloc++;
         return p;
     }
-    uint64_t window = k->window;
-    if (unlikely(window == 0)) return mcache_alloc_slow(spc);
-    k->window = window & (window - 1);
-    return (void *)(k->window_base + (uintptr_t)__builtin_ctzll(window) * k->elemsize);
+    if (unlikely(k->window == 0)) return mcache_alloc_slow(spc);
+    return cache_window_pop(k);
 }
 
 static ALWAYS_INLINE void *malloc_inline(size_t size) {
@@ -73,21 +71,20 @@ static ALWAYS_INLINE void free_inline(void *ptr) {
          * div_mul cannot wrap for spans this small). */
         uint64_t prod = (uint64_t)(p - s->base) * s->div_mul;
         uintptr_t idx = (uintptr_t)(prod >> 32);
-        unsigned w = (unsigned)(idx >> 6);
-        uint64_t bit = (uint64_t)1 << (idx & 63);
-        if (likely((uint32_t)prod < s->div_mul) && likely(idx < s->nelems)) {
+        if (likely((uint32_t)prod < s->div_mul) && likely(idx < s->fresh)) {
             struct cache_class *k = &c->k[s->spanclass];
-            uint64_t window = cache_window_for(k, s, w);
             void **q = ptr;
-            /* In use per the bitmaps (not freed by another thread either),
-             * room on the list, and not on it already. */
+            /* Handed out since the span was set up and not free now (no
+             * tag: mspan.h), and room on the list. */
             uint32_t n = k->nreuse;
-            if (likely(span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit) &&
-                likely(n < k->reuse_limit) && likely(!reuse_tagged(q))) {
+            uintptr_t tag = reuse_tag ^ p;
+            if (likely(n < k->reuse_limit) && likely((uintptr_t)q[1] != tag)) {
+                q[1] = (void *)tag;
                 k->reuse[n] = q;
-                k->nreuse = n + 1;
-                q[1] = (void *)(reuse_tag ^ p);
-                k->nfree++;
+                uint64_t pushed = k->npush + 1;
+                /* Relaxed stores: statistics readers look at these. */
+                __atomic_store_n(&k->nreuse, n + 1, __ATOMIC_RELAXED);
+                __atomic_store_n(&k->npush, pushed, __ATOMIC_RELAXED);
                 return;
             }
         }

@@ -52,7 +52,7 @@
 #include "mheap.h"
 #include "print.h"
 
-mcache mcache_empty = {.k = {[0 ... NUM_SPAN_CLASSES - 1] = {.alloc = &emptyspan}}};
+mcache mcache_empty = {.k = {[0 ... NUM_SPAN_CLASSES - 1] = {.alloc = &emptyspan, .window_word = NO_WINDOW}}};
 __thread mcache *tls_cache __attribute__((tls_model("initial-exec"))) = &mcache_empty;
 
 enum { THREAD_NEW = 0, THREAD_ACTIVE = 1, THREAD_SETUP = 2, THREAD_DEAD = 3 };
@@ -107,7 +107,7 @@ static mspan *uncache_current(mcache *c, uint8_t spc) {
  * some slots of its allocation bits). */
 static uint32_t absorb_owned(mcache *c, mspan *s) {
     struct cache_class *k = &c->k[s->spanclass];
-    unsigned ww = (unsigned)(k->window_key - (uintptr_t)s);
+    unsigned ww = k->alloc == s ? k->window_word : NO_WINDOW;
     return span_absorb_remote(s, ww, cache_window_for(k, s, ww));
 }
 
@@ -160,9 +160,10 @@ void mcache_free_event(mcache *c, mspan *s) {
  * (32 KiB or 64 objects per class); when it is full, its older half is freed
  * into the spans' bitmaps. The stack lives in the cache, not in the freed
  * objects (jemalloc's tcache bins do the same), so writes into freed memory
- * cannot corrupt the allocator; word 1 of a stacked object holds
- * reuse_tag ^ address only to notice a second free at once. The 8-byte
- * class has no word 1 and frees straight into the bitmap.
+ * cannot corrupt the allocator. Word 1 of every free object holds the free
+ * tag, reuse_tag ^ address (mspan.h), which lets free tell an object in use
+ * without the bitmaps and notice a second free at once. The 8-byte class
+ * has no word 1, no tag and no stack: it frees straight into the bitmap.
  */
 uintptr_t reuse_tag;
 
@@ -186,23 +187,25 @@ static void flush_reuse(mcache *c, uint8_t spc, uint32_t count) {
     struct cache_class *k = &c->k[spc];
     if (count > k->nreuse) count = k->nreuse;
     for (uint32_t i = 0; i < count; i++) {
-        void **p = k->reuse[i];
-        p[1] = NULL; /* untag */
+        void **p = k->reuse[i]; /* stays tagged: free (mspan.h) */
         free_to_span(c, span_lookup((uintptr_t)p), (uintptr_t)p);
     }
-    k->nreuse -= count;
+    __atomic_store_n(&k->nreuse, k->nreuse - count, __ATOMIC_RELAXED);
+    stat_add(&c->counts[spc].nflushed, count);
     memmove(k->reuse, k->reuse + count, k->nreuse * sizeof(void *));
 }
 
 void mcache_free_local(mcache *c, mspan *s, void *ptr) {
     struct cache_class *k = &c->k[s->spanclass];
-    stat_add(&k->nfree, 1);
     if (!k->reuse_limit) {
+        stat_add(&c->counts[s->spanclass].nfree, 1);
+        if (s->elemsize >= 16) ((uintptr_t *)ptr)[1] = reuse_tag ^ (uintptr_t)ptr; /* free: tagged (mspan.h) */
         free_to_span(c, s, (uintptr_t)ptr);
         return;
     }
     if (k->nreuse >= k->reuse_limit) flush_reuse(c, s->spanclass, k->reuse_limit / 2 ? k->reuse_limit / 2 : 1);
     void **p = ptr;
+    stat_add(&k->npush, 1);
     k->reuse[k->nreuse++] = p;
     p[1] = (void *)(reuse_tag ^ (uintptr_t)p);
 }
@@ -267,16 +270,13 @@ static void *cache_alloc(mcache *c, uint8_t spc) {
     if (k->nreuse) {
         void **p = k->reuse[--k->nreuse];
         p[1] = NULL;
-        stat_add(&k->nmalloc, 1);
         return p;
     }
     if (!k->window && !refill(c, spc)) {
         errno = ENOMEM;
         return NULL;
     }
-    uint64_t window = k->window;
-    k->window = window & (window - 1);
-    return (void *)(k->window_base + (uintptr_t)__builtin_ctzll(window) * k->elemsize);
+    return cache_window_pop(k);
 }
 
 void *mcache_alloc_slow(uint8_t spc) {
@@ -303,6 +303,8 @@ static mcache *new_cache(bool is_fallback) {
         c->k[i].elemsize = class_to_size[spanclass_sizeclass((uint8_t)i)];
         c->k[i].reuse = c->reuse_stack[spanclass_sizeclass((uint8_t)i)];
         c->k[i].reuse_limit = reuse_limit_of((uint8_t)i);
+        c->k[i].tag_off = c->k[i].elemsize >= 16 ? 8 : 0;
+        c->k[i].window_word = NO_WINDOW;
     }
     c->fallback = is_fallback;
     lock(&list_lock);
@@ -314,11 +316,24 @@ static mcache *new_cache(bool is_fallback) {
     return c;
 }
 
+/* Objects of span class spc handed out and freed by c's thread (see struct
+ * cache_class; relaxed reads, exact when the thread is quiet). */
+static uint64_t class_mallocs(mcache *c, uint8_t spc) {
+    struct cache_class *k = &c->k[spc];
+    return __atomic_load_n(&k->nmalloc, __ATOMIC_RELAXED) + __atomic_load_n(&k->npush, __ATOMIC_RELAXED) -
+           __atomic_load_n(&c->counts[spc].nflushed, __ATOMIC_RELAXED) - __atomic_load_n(&k->nreuse, __ATOMIC_RELAXED);
+}
+
+static uint64_t class_frees(mcache *c, uint8_t spc) {
+    return __atomic_load_n(&c->k[spc].npush, __ATOMIC_RELAXED) +
+           __atomic_load_n(&c->counts[spc].nfree, __ATOMIC_RELAXED);
+}
+
 static void fold_into_orphans(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
         unsigned i = spanclass_sizeclass((uint8_t)spc);
-        atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], c->k[spc].nmalloc, memory_order_relaxed);
-        atomic_fetch_add_explicit(&orphan_stats.nfree[i], c->k[spc].nfree, memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], class_mallocs(c, (uint8_t)spc), memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_stats.nfree[i], class_frees(c, (uint8_t)spc), memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&orphan_stats.large_nmalloc, c->large_nmalloc, memory_order_relaxed);
     atomic_fetch_add_explicit(&orphan_stats.large_nfree, c->large_nfree, memory_order_relaxed);
@@ -484,8 +499,8 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5
     for (mcache *c = all_caches; c; c = c->next) {
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
             unsigned i = spanclass_sizeclass((uint8_t)spc);
-            out[i].nmalloc += __atomic_load_n(&c->k[spc].nmalloc, __ATOMIC_RELAXED);
-            out[i].nfree += __atomic_load_n(&c->k[spc].nfree, __ATOMIC_RELAXED);
+            out[i].nmalloc += class_mallocs(c, (uint8_t)spc);
+            out[i].nfree += class_frees(c, (uint8_t)spc);
         }
         large[0] += __atomic_load_n(&c->large_nmalloc, __ATOMIC_RELAXED);
         large[1] += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);

@@ -20,29 +20,44 @@ struct class_stats {
  * Owner only; the counters are read (relaxed) by statistics readers. */
 #define REUSE_MAX 64
 
+#define NO_WINDOW 0xffff
+
+/* Counters: objects handed out = nmalloc + npush - nflushed - nreuse (what
+ * went onto the reuse stack and did not leave it by a flush was popped by
+ * malloc, so the pop path counts nothing); objects freed = npush + nfree
+ * (mcache.counts). */
 struct cache_class {
     mspan *alloc;         /* the current span; never NULL (emptyspan) */
     uint64_t window;      /* free objects of its current 64-object word (1 = free):
                              Go's allocCache */
     uintptr_t window_base;/* address of the first object of that word */
-    uintptr_t window_key; /* (uintptr_t)alloc + word index, or 0: lets free tell
-                             an object of the window with one compare */
     void **reuse;         /* objects this thread freed, not yet given back to
                              their spans: a stack (mcache.reuse_stack) */
-    uint64_t nmalloc;     /* objects handed out: by window loads (minus what is
-                             put back) and by reuse-stack pops */
-    uint64_t nfree;       /* objects freed by this thread */
+    uint64_t nmalloc;     /* objects claimed by window loads, minus those put back */
+    uint64_t npush;       /* objects pushed on the reuse stack (frees) */
     uint32_t nreuse;      /* reuse stack depth */
     uint16_t reuse_limit; /* its capacity; 0 for 8-byte objects (no room for
                              the tag word, see mcache.c) */
     uint16_t elemsize;    /* object size of the class (at most 32 KiB) */
+    uint16_t tag_off;     /* where malloc clears the free tag: 8 (word 1), or
+                             0 for 8-byte objects, which have no tag */
+    uint16_t window_word; /* the word of alloc the window covers, or NO_WINDOW */
 } __attribute__((aligned(CACHE_LINE)));
 
 _Static_assert(sizeof(struct cache_class) == CACHE_LINE, "one cache line per class");
 
+/* Hand out the next object of k's window (not empty): clear its free tag. */
+static ALWAYS_INLINE void *cache_window_pop(struct cache_class *k) {
+    uint64_t window = k->window;
+    k->window = window & (window - 1);
+    char *p = (char *)(k->window_base + (uintptr_t)__builtin_ctzll(window) * k->elemsize);
+    *(uintptr_t *)(p + k->tag_off) = 0;
+    return p;
+}
+
 /* The window bits covering word w of s, if s is k's current span. */
-static ALWAYS_INLINE uint64_t cache_window_for(const struct cache_class *k, const mspan *s, unsigned w) {
-    return (uintptr_t)s + w == k->window_key ? k->window : 0;
+static inline uint64_t cache_window_for(const struct cache_class *k, const mspan *s, unsigned w) {
+    return k->alloc == s && k->window_word == w ? k->window : 0;
 }
 
 struct mcache {
@@ -66,6 +81,13 @@ struct mcache {
     uint64_t large_cached_pages; /* written under pcache_lock, read by statistics */
     uint64_t large_nmalloc, large_nfree;     /* owner only */
     uint64_t large_alloc_bytes, large_free_bytes;
+
+    /* Cold per-class counters (see struct cache_class). */
+    struct {
+        uint64_t nfree;    /* frees not through the reuse stack: straight into
+                              a bitmap, and remote frees made by this thread */
+        uint64_t nflushed; /* reuse-stack entries given back to their spans */
+    } counts[NUM_SPAN_CLASSES];
 
     mcache *next, *prev; /* every live cache (cache list lock) */
     bool fallback;       /* the shared cache of threads without one */
@@ -149,7 +171,7 @@ static inline void stat_add(uint64_t *counter, uint64_t n) {
  * thread has none). */
 static inline void count_free(mcache *c, uint8_t spc) {
     if (c != &mcache_empty)
-        stat_add(&c->k[spc].nfree, 1);
+        stat_add(&c->counts[spc].nfree, 1);
     else
         atomic_fetch_add_explicit(&orphan_stats.nfree[spanclass_sizeclass(spc)], 1, memory_order_relaxed);
 }

@@ -52,6 +52,7 @@ void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->needzero = needzero;
     s->nwords = (uint8_t)((s->nelems + 63) / 64);
     s->place = PLACE_NONE;
+    s->fresh = 0;
     for (unsigned w = 0; w < s->nwords; w++) {
         span_set_alloc_word(s, w, tail_bits(s->nelems, w));
         atomic_store_explicit(&s->bits[2 * w + 1], 0, memory_order_relaxed);
@@ -86,16 +87,27 @@ uintptr_t span_object_at(mspan *s, unsigned idx) { return s->base + (uintptr_t)i
  * its allocation word becomes all ones; the slots are counted as allocated
  * now and uncounted if they are put back (span_uncache_window). */
 static void load_window(struct cache_class *k, mspan *s, unsigned w, uint64_t free) {
+    unsigned end = (w + 1) * 64 < s->nelems ? (w + 1) * 64 : s->nelems;
+    if (end > s->fresh) {
+        /* First use of these objects: tag them (they are all free). */
+        if (s->elemsize >= 16)
+            for (unsigned i = s->fresh; i < end; i++) {
+                uintptr_t *p = (uintptr_t *)(s->base + (uintptr_t)i * s->elemsize);
+                p[1] = reuse_tag ^ (uintptr_t)p;
+            }
+        s->fresh = (uint16_t)end;
+    }
     span_set_alloc_word(s, w, ~(uint64_t)0);
     k->alloc = s;
     k->window = free;
     k->window_base = s->base + (uintptr_t)w * 64 * s->elemsize;
-    k->window_key = (uintptr_t)s + w;
+    k->window_word = (uint16_t)w;
     stat_add(&k->nmalloc, popcount64(free));
 }
 
 static inline unsigned window_word(const struct cache_class *k, const mspan *s) {
-    return (unsigned)(k->window_key - (uintptr_t)s);
+    (void)s;
+    return k->window_word;
 }
 
 /* Absorb the remote frees of s into its allocation bits (owner only).
@@ -166,13 +178,13 @@ void span_first_window(struct cache_class *k, mspan *s) { load_window(k, s, 0, ~
  * the allocation bits and detach the window (s stays k->alloc until the
  * caller replaces it). */
 void span_uncache_window(struct cache_class *k, mspan *s) {
-    if (k->alloc != s || !k->window_key) return;
+    if (k->alloc != s || k->window_word == NO_WINDOW) return;
     unsigned w = window_word(k, s);
     span_set_alloc_word(s, w, span_alloc_word(s, w) & ~k->window);
     uint64_t n = popcount64(k->window);
     __atomic_store_n(&k->nmalloc, __atomic_load_n(&k->nmalloc, __ATOMIC_RELAXED) - n, __ATOMIC_RELAXED);
     k->window = 0;
-    k->window_key = 0;
+    k->window_word = NO_WINDOW;
 }
 
 /* Objects in use per the allocation bits (window written back). */
@@ -194,6 +206,7 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c) {
         report_misuse("free", (void *)p, "double free (object is on its owner's free list)");
         return;
     }
+    if (s->elemsize >= 16) ((uintptr_t *)p)[1] = reuse_tag ^ p; /* free now: tag it (mspan.h) */
     uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
     if (unlikely(old & bit)) {
         report_misuse("free", (void *)p, "double free (object already freed by another thread)");

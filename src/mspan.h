@@ -17,6 +17,22 @@
  *               mcache.h). Loading a window sets its allocation word to all
  *               ones: every free slot of the window is now the cache's.
  *
+ * The free tag (objects of 16 bytes or more): word 1 of a free object holds
+ * reuse_tag ^ its address (mcache.h), and malloc clears it when it hands
+ * the object out. Invariant: every free object of index below span.fresh
+ * carries the tag, wherever it is free (on a reuse stack, in a window, in
+ * the allocation bitmap, freed remotely), and objects from fresh on have
+ * never been handed out since the span was set up. Loading a window tags
+ * the never-used objects it reaches and moves fresh past them. So the free
+ * fast path knows an object is in use from two words it must read anyway
+ * (idx < fresh, and no tag), without the bitmaps; the slow path decides
+ * from the bitmaps, exactly. The tag is a hint in one direction only: a
+ * program that overwrites a freed object's word 1 and then frees it again
+ * is caught only if the bitmaps still show it free when the fast path
+ * declines; an allocated object whose word 1 happens to equal its tag (a
+ * 2^-64 chance for data not copied from freed memory) is reported as a
+ * double free.
+ *
  * Ownership (a deliberate departure from Go, which frees by sweeping):
  * a small span is owned by at most one mcache (thread). The owner allocates
  * from it and frees into it with plain loads and stores. Any other thread's
@@ -114,7 +130,9 @@ struct mspan {
     uint8_t unused;
     uint32_t countdown;        /* owner: bitmap frees until mcache_free_event must
                                   file the span again (see mcache.c) */
-    uint32_t unused2;
+    uint16_t fresh;            /* objects from here on were never handed out and
+                                  carry no tag (see the header comment); owner */
+    uint16_t unused2;
 
     /* Interleaved bitmaps: bits[2w] allocation word w, bits[2w+1] remote-free
      * word w. Sized by the record kind (mheap.c). */

@@ -125,8 +125,10 @@ static void emit_u8_table(const char *type, const char *name, int len, int (*fn)
 
 static int go8(int i) { return class_for(i * small_size_div > 0 ? i * small_size_div : 1, 0); }
 static int go128(int i) { return class_for(small_size_max + i * large_size_div, 0); }
-static int malloc8(int i) { return class_for(i * small_size_div > 0 ? i * small_size_div : 1, 1); }
-static int malloc128(int i) { return class_for(small_size_max + i * large_size_div, 1); }
+/* malloc's tables give the span class (Go's spanClass: class << 1 | noscan;
+ * malloc's objects are noscan), which is what the fast path indexes by. */
+static int malloc8(int i) { return class_for(i * small_size_div > 0 ? i * small_size_div : 1, 1) << 1 | 1; }
+static int malloc128(int i) { return class_for(small_size_max + i * large_size_div, 1) << 1 | 1; }
 
 int main(void) {
     make_classes();
@@ -185,9 +187,9 @@ int main(void) {
     emit_u8_table("uint8_t", "size_to_class8", small_size_max / small_size_div + 1, go8);
     emit_u8_table("uint8_t", "size_to_class128", (max_small_size - small_size_max) / large_size_div + 1,
                   go128);
-    printf("// Plain malloc's lookups (16-byte alignment from 16 bytes up).\n");
-    emit_u8_table("uint8_t", "malloc_size_to_class8", small_size_max / small_size_div + 1, malloc8);
-    emit_u8_table("uint8_t", "malloc_size_to_class128",
+    printf("// Plain malloc's lookups (16-byte alignment from 16 bytes up), to noscan span classes.\n");
+    emit_u8_table("uint8_t", "malloc_size_to_spanclass8", small_size_max / small_size_div + 1, malloc8);
+    emit_u8_table("uint8_t", "malloc_size_to_spanclass128",
                   (max_small_size - small_size_max) / large_size_div + 1, malloc128);
     printf("#endif // GOMALLOC_SIZECLASSES_H\n");
     return 0;

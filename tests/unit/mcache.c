@@ -305,6 +305,96 @@ TEST(misuse_is_reported) {
     CHECKF(strstr(err, "double free") && strstr(err, "(ignored)"), "stderr: %s", err);
 }
 
+/* ---- The free tag (mspan.h) ---- */
+
+static int tagged(void *p) { return ((uintptr_t *)p)[1] == (reuse_tag ^ (uintptr_t)p); }
+
+struct tag_case { void *objs[400]; mspan *span; int ok; };
+
+static void *remote_free_thread(void *arg) {
+    void **p = arg;
+    gm_free(*p);
+    return NULL;
+}
+
+static void *tag_thread(void *arg) {
+    struct tag_case *t = arg;
+    t->ok = 0;
+    /* a fresh thread: its first 48-byte object comes from a fresh span */
+    char *p0 = gm_malloc(48);
+    mspan *s = span_of_ptr(p0);
+    t->span = s;
+    CHECKR(s->base == (uintptr_t)p0 && s->nelems > 128, "not a fresh span (%u objects)", s->nelems);
+    CHECKR(s->fresh == 64, "fresh %u after the first window", s->fresh);
+    CHECKR(((uintptr_t *)p0)[1] == 0, "handed out with its tag");
+    for (unsigned i = 1; i < 64; i++) /* the rest of the window: free, tagged */
+        CHECKR(tagged((void *)span_object_at(s, i)), "window object %u untagged", i);
+    /* handed out objects are untagged; freed ones tagged, also once they
+     * leave the reuse stack for the bitmap */
+    t->objs[0] = p0;
+    for (unsigned i = 1; i < 160; i++) {
+        t->objs[i] = gm_malloc(48);
+        CHECKR(!tagged(t->objs[i]), "object %u handed out tagged", i);
+    }
+    CHECKR(s->fresh == s->nelems || s->fresh >= 160, "fresh %u", s->fresh);
+    for (unsigned i = 0; i < 150; i++) gm_free(t->objs[i]);
+    struct cache_class *k = &current_cache()->k[s->spanclass];
+    CHECKR(k->nreuse < 150, "nothing was flushed to the bitmap (%u on the stack)", k->nreuse);
+    for (unsigned i = 0; i < 150; i++) CHECKR(tagged(t->objs[i]), "freed object %u untagged", i);
+    /* a remote free tags too */
+    pthread_t th;
+    pthread_create(&th, NULL, remote_free_thread, &t->objs[155]);
+    pthread_join(th, NULL);
+    CHECKR(tagged(t->objs[155]), "remotely freed object untagged");
+    t->ok = 1;
+    return NULL;
+}
+
+static void double_free_after_flush(void *arg) {
+    (void)arg;
+    void *p[200];
+    for (int i = 0; i < 200; i++) p[i] = gm_malloc(48);
+    for (int i = 0; i < 200; i++) gm_free(p[i]); /* the first ones are flushed to the bitmap */
+    gm_free(p[0]);
+}
+
+/* In the child: allocate 48-byte objects until the current span has slots
+ * nobody was given (index >= fresh) and its window has free ones. */
+static mspan *span_with_fresh_slots(void) {
+    for (int i = 0; i < 100000; i++) {
+        mspan *s = span_lookup((uintptr_t)gm_malloc(48));
+        struct cache_class *k = &current_cache()->k[s->spanclass];
+        if (s->fresh < s->nelems && k->alloc == s && __builtin_popcountll(k->window) >= 2) return s;
+    }
+    _exit(7);
+}
+
+static void free_never_handed_out(void *arg) {
+    (void)arg;
+    mspan *s = span_with_fresh_slots();
+    gm_free((void *)span_object_at(s, s->fresh)); /* a slot nobody was given */
+}
+
+static void free_window_object(void *arg) {
+    (void)arg;
+    mspan *s = span_with_fresh_slots();
+    struct cache_class *k = &current_cache()->k[s->spanclass];
+    unsigned top = 63 - (unsigned)__builtin_clzll(k->window); /* in the window: free, tagged */
+    gm_free((void *)(k->window_base + top * s->elemsize));
+}
+
+TEST(free_tag_invariant) {
+    static struct tag_case t;
+    in_thread(tag_thread, &t);
+    CHECK(t.ok);
+    for (unsigned i = 150; i < 160; i++)
+        if (i != 155) gm_free(t.objs[i]);
+    CHECK(misuse_case(double_free_after_flush, "double free"));
+    CHECK(misuse_case(free_never_handed_out, "gomalloc: free(0x"));
+    CHECK(misuse_case(free_window_object, "gomalloc: free(0x"));
+    CHECK(identities_hold());
+}
+
 static void *large_cache_thread(void *arg) {
     /* a thread that exits with spans in its large cache hands them back */
     for (int i = 0; i < 4; i++) gm_free(gm_malloc(200000 + (size_t)i * PAGE_SIZE));

@@ -46,7 +46,7 @@ TEST(every_size_maps_to_smallest_aligned_class) {
     }
     /* Go's own tables (GC mode) use the 24-byte class */
     CHECK(size_to_class8[(24 + 7) / 8] == 3);
-    CHECK(malloc_size_to_class8[(24 + 7) / 8] == 4);
+    CHECK(malloc_size_to_spanclass8[(24 + 7) / 8] == (4 << 1 | 1));
 }
 
 TEST(division_magic_exact) {
