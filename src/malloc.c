@@ -188,7 +188,21 @@ static bool free_large(mspan *s) {
 }
 
 NOINLINE void free_not_owned(void *ptr, mspan *s) {
-    if (s && (uintptr_t)ptr == s->base && !span_owner(s) && free_large(s)) return;
+    uintptr_t p = (uintptr_t)ptr;
+    if (s && s->div_mul) {
+        /* A small object of a span this thread does not own: a remote free,
+         * once the pointer is an object start inside the span. */
+        uintptr_t off = p - s->base;
+        uint64_t prod = (uint64_t)off * s->div_mul;
+        if (likely(off < s->limit - s->base) && likely((uint32_t)prod < s->div_mul)) {
+            int saved = errno;
+            span_free_remote(s, p, (uintptr_t)(prod >> 32), current_cache());
+            errno = saved;
+            return;
+        }
+    } else if (s && p == s->base && !span_owner(s) && free_large(s)) {
+        return;
+    }
     free_slow(ptr);
 }
 
