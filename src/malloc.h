@@ -78,13 +78,17 @@ static ALWAYS_INLINE void free_inline(void *ptr) {
              * tag: mspan.h), and room on the list. */
             uint32_t n = k->nreuse;
             uintptr_t tag = reuse_tag ^ p;
-            if (likely(n < k->reuse_limit) && likely((uintptr_t)q[1] != tag)) {
-                q[1] = (void *)tag;
-                k->reuse[n] = q;
-                uint64_t pushed = k->npush + 1;
-                /* Relaxed stores: statistics readers look at these. */
-                __atomic_store_n(&k->nreuse, n + 1, __ATOMIC_RELAXED);
-                __atomic_store_n(&k->npush, pushed, __ATOMIC_RELAXED);
+            if (likely((uintptr_t)q[1] != tag)) {
+                if (likely(n < k->reuse_limit)) {
+                    q[1] = (void *)tag;
+                    k->reuse[n] = q;
+                    uint64_t pushed = k->npush + 1;
+                    /* Relaxed stores: statistics readers look at these. */
+                    __atomic_store_n(&k->nreuse, n + 1, __ATOMIC_RELAXED);
+                    __atomic_store_n(&k->npush, pushed, __ATOMIC_RELAXED);
+                    return;
+                }
+                mcache_free_overflow(c, s, ptr);
                 return;
             }
         }

@@ -210,6 +210,14 @@ void mcache_free_local(mcache *c, mspan *s, void *ptr) {
     p[1] = (void *)(reuse_tag ^ (uintptr_t)p);
 }
 
+void mcache_free_overflow(mcache *c, mspan *s, void *ptr) {
+    if (!c->k[s->spanclass].reuse_limit) {
+        free_slow(ptr); /* no tag to trust: the bitmaps decide */
+        return;
+    }
+    mcache_free_local(c, s, ptr);
+}
+
 bool mcache_reuse_contains(mcache *c, uint8_t spc, const void *p) {
     struct cache_class *k = &c->k[spc];
     for (uint32_t i = 0; i < k->nreuse; i++)

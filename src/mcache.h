@@ -111,6 +111,9 @@ void mcache_free_event(mcache *c, mspan *s);
 /* Free object p of owned span s when the fast path could not push it on
  * its reuse list (full, or none for the class). */
 void mcache_free_local(mcache *c, mspan *s, void *p);
+/* The free fast path's checks passed but the reuse stack is full (or the
+ * class has none): make room and push, or free exactly (no stack). */
+void mcache_free_overflow(mcache *c, mspan *s, void *p);
 /* Is p on c's reuse list of span class spc? */
 bool mcache_reuse_contains(mcache *c, uint8_t spc, const void *p);
 uint32_t reuse_limit_of(uint8_t spc);

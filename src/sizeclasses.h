@@ -176,7 +176,7 @@ static const uint8_t size_to_class128[249] = {
 
 // Plain malloc's lookups (16-byte alignment from 16 bytes up), to noscan span classes.
 static const uint8_t malloc_size_to_spanclass8[129] = {
-    3, 3, 5, 9, 9, 11, 11, 13, 13, 15, 15, 17, 17, 19, 19, 21,
+    5, 5, 5, 9, 9, 11, 11, 13, 13, 15, 15, 17, 17, 19, 19, 21,
     21, 23, 23, 25, 25, 27, 27, 29, 29, 31, 31, 33, 33, 35, 35, 37,
     37, 39, 39, 39, 39, 41, 41, 41, 41, 43, 43, 43, 43, 45, 45, 45,
     45, 47, 47, 47, 47, 49, 49, 49, 49, 51, 51, 51, 51, 53, 53, 53,

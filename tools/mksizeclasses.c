@@ -126,8 +126,12 @@ static void emit_u8_table(const char *type, const char *name, int len, int (*fn)
 static int go8(int i) { return class_for(i * small_size_div > 0 ? i * small_size_div : 1, 0); }
 static int go128(int i) { return class_for(small_size_max + i * large_size_div, 0); }
 /* malloc's tables give the span class (Go's spanClass: class << 1 | noscan;
- * malloc's objects are noscan), which is what the fast path indexes by. */
-static int malloc8(int i) { return class_for(i * small_size_div > 0 ? i * small_size_div : 1, 1) << 1 | 1; }
+ * malloc's objects are noscan), which is what the fast path indexes by.
+ * Requests below 16 bytes get the 16-byte class, never the 8-byte one: a
+ * free object must hold the free tag in its word 1 (src/mspan.h), and Go
+ * too serves noscan objects below 16 bytes from 16-byte blocks (its tiny
+ * allocator). */
+static int malloc8(int i) { return class_for(i * small_size_div > 16 ? i * small_size_div : 16, 1) << 1 | 1; }
 static int malloc128(int i) { return class_for(small_size_max + i * large_size_div, 1) << 1 | 1; }
 
 int main(void) {
