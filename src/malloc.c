@@ -24,7 +24,8 @@
  * a wrong size to a sized free) is found from the arena index and the span
  * metadata ("Pointer validation" below) and reported by report_misuse, one
  * line naming the operation: abort by default, GOMALLOC_ON_ERROR=warn to
- * log and ignore the call.
+ * log and ignore the call. A pointer outside every arena goes to the next
+ * allocator instead under GOMALLOC_FOREIGN=pass (foreign.c).
  *
  * Alignment: small objects of size >= 16 are 16-byte aligned (the malloc
  * size tables skip Go's 8-aligned 24-byte class). Larger alignments up to a
@@ -43,6 +44,7 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
+#include "foreign.h"
 #include "gomalloc.h"
 #include "mcentral.h"
 #include "mheap.h"
@@ -180,7 +182,8 @@ static void free_large(mspan *s, void *ptr, const char *op) {
  * malloc_usable_size, C++ delete) is classified here before anything is
  * changed, and each kind of misuse has one report (print.h has the texts):
  *
- *   no arena at the address        not allocated by gomalloc
+ *   no arena at the address        not allocated by gomalloc, or foreign
+ *                                  (GOMALLOC_FOREIGN=pass, foreign.c)
  *   arena, page never in a span    not allocated by gomalloc (unused pages)
  *   page of a released span        the arena still names the dead span's
  *                                  record: at one of its object starts a
@@ -200,7 +203,7 @@ static void free_large(mspan *s, void *ptr, const char *op) {
  * judged against the new span: caught when it is no object start there or
  * names a free object, undetectable when it names a live one. */
 
-enum ptr_kind { PTR_SMALL, PTR_LARGE, PTR_BAD };
+enum ptr_kind { PTR_SMALL, PTR_LARGE, PTR_FOREIGN, PTR_BAD };
 
 static const char *freed_what(bool frees) { return frees ? MISUSE_DOUBLE_FREE : MISUSE_USE_AFTER_FREE; }
 
@@ -223,6 +226,7 @@ static enum ptr_kind classify(const void *ptr, const char *op, bool frees, mspan
             report_misuse(op, ptr, MISUSE_UNUSED_HEAP);
             return PTR_BAD;
         }
+        if (options.foreign_pass) return PTR_FOREIGN;
         report_misuse(op, ptr, MISUSE_NOT_OURS);
         return PTR_BAD;
     }
@@ -260,6 +264,10 @@ static enum ptr_kind classify(const void *ptr, const char *op, bool frees, mspan
     *idxp = idx;
     return PTR_SMALL;
 }
+
+/* A pointer outside every arena, under GOMALLOC_FOREIGN=pass, that no next
+ * allocator can take. */
+static void report_no_next(const char *op, const void *ptr) { report_misuse(op, ptr, MISUSE_NO_NEXT); }
 
 /* Is small object idx of s in use? Exact for spans this thread owns and for
  * unowned spans; for another thread's span it sees the bits and the tag of
@@ -305,6 +313,9 @@ static void free_checked(void *ptr, const char *op) {
         }
         break;
     }
+    case PTR_FOREIGN:
+        if (!foreign_free(ptr)) report_no_next(op, ptr);
+        break;
     case PTR_BAD:
         break;
     }
@@ -328,6 +339,11 @@ size_t usable_size_checked(const void *ptr, const char *op) {
             return 0;
         }
         return s->elemsize;
+    case PTR_FOREIGN: {
+        size_t n = 0;
+        if (!foreign_usable_size(ptr, &n)) report_no_next(op, ptr);
+        return n;
+    }
     default:
         return 0;
     }
@@ -400,6 +416,12 @@ EXPORT void *gm_realloc(void *ptr, size_t size) {
     uintptr_t idx = 0;
     size_t old;
     enum ptr_kind kind = classify(ptr, "realloc", false, &s, &idx);
+    if (kind == PTR_FOREIGN) {
+        void *q;
+        if (foreign_realloc(ptr, size, &q)) return q;
+        report_no_next("realloc", ptr);
+        kind = PTR_BAD;
+    }
     if (kind == PTR_BAD) {
         errno = EINVAL;
         return NULL;
@@ -541,6 +563,10 @@ static void free_sized_checked(void *ptr, size_t size, size_t align, const char 
             report_size(size_op, ptr, size, align, s);
         else
             free_inline(ptr);
+        break;
+    case PTR_FOREIGN:
+        /* The size cannot be checked; the next allocator's free takes it. */
+        if (!foreign_free(ptr)) report_no_next(ptr_op, ptr);
         break;
     case PTR_BAD:
         break;

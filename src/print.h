@@ -54,6 +54,7 @@ void report_misuse(const char *op, const void *ptr, const char *what) __attribut
  * tests/misuse*.c match them exactly). */
 #define MISUSE_NOT_OURS "pointer not allocated by gomalloc"
 #define MISUSE_UNUSED_HEAP "pointer not allocated by gomalloc (unused heap pages)"
+#define MISUSE_NO_NEXT "pointer not allocated by gomalloc (GOMALLOC_FOREIGN=pass: no next allocator)"
 #define MISUSE_FREED_MEMORY "pointer into freed memory"
 #define MISUSE_DOUBLE_FREE "double free (object already freed)"
 #define MISUSE_DOUBLE_FREE_REMOTE "double free (object already freed by another thread)"

@@ -9,7 +9,8 @@
  *
  * Runs under LD_PRELOAD=build/libgomalloc.so (tests/suites/25-misuse.sh);
  * MISUSE_TABLE=1 records what any allocator does instead
- * (tests/misuse_table.sh). C++ delete is in misuse_cxx.cc.
+ * (tests/misuse_table.sh). C++ delete is in misuse_cxx.cc, and
+ * GOMALLOC_FOREIGN=pass in misuse_foreign.c.
  *
  * Layout facts the kinds rely on (gomalloc's, documented in the sources):
  * spans are 8 KiB pages, page aligned, inside 64 MiB aligned arenas; a

@@ -1,6 +1,6 @@
 /*
  * misuse.h: the harness of the misuse tests (tests/misuse.c,
- * tests/misuse_cxx.cc), on top of testlib.h.
+ * tests/misuse_cxx.cc, tests/misuse_foreign.c), on top of testlib.h.
  *
  * A misuse kind is written as
  *
@@ -45,6 +45,12 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
+/* Freeing what is not a heap block, and freeing twice, is the point here. */
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wfree-nonheap-object"
+#pragma GCC diagnostic ignored "-Wuse-after-free"
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 /* What the child tells the parent, in a shared page. */
 struct mu_shared {
     char expect[512];     /* the exact report line, without the newline */
@@ -84,6 +90,7 @@ __attribute__((format(printf, 3, 4))) static inline void mu_expectf(const char *
 /* The texts of src/print.h, copied: the tests pin them down. */
 #define T_NOT_OURS "pointer not allocated by gomalloc"
 #define T_UNUSED_HEAP "pointer not allocated by gomalloc (unused heap pages)"
+#define T_NO_NEXT "pointer not allocated by gomalloc (GOMALLOC_FOREIGN=pass: no next allocator)"
 #define T_FREED_MEMORY "pointer into freed memory"
 #define T_DOUBLE_FREE "double free (object already freed)"
 #define T_DOUBLE_FREE_REMOTE "double free (object already freed by another thread)"
