@@ -524,7 +524,7 @@ EXPORT int gm_posix_memalign(void **out, size_t align, size_t size) {
  * place, more than half the object. Large: the pages the size rounds up to (realloc resizes large
  * objects to exactly that). Reads only fields a stale record also has, so
  * callers may ask before they know s is alive. */
-static ALWAYS_INLINE bool size_matches(mspan *s, size_t size, size_t align) {
+static bool size_matches(mspan *s, size_t size, size_t align) {
     uintptr_t elemsize = s->elemsize;
     if (spanclass_sizeclass(s->spanclass) == 0) {
         if (size == 0) size = 1; /* aligned_alloc(a, 0) took a page */
@@ -546,7 +546,8 @@ static void report_size(const char *op, const void *ptr, size_t size, size_t ali
 /* The sized frees once the quick look failed, or always (free_sized):
  * every check free makes, reported under ptr_op, then the size, reported
  * under size_op; only then the free. */
-static void free_sized_checked(void *ptr, size_t size, size_t align, const char *ptr_op, const char *size_op) {
+static NOINLINE void free_sized_checked(void *ptr, size_t size, size_t align, const char *ptr_op,
+                                        const char *size_op) {
     if (!ptr) return;
     int saved = errno;
     mspan *s;
@@ -591,12 +592,22 @@ EXPORT void gm_free_aligned_sized(void *ptr, size_t align, size_t size) {
  * to must fit the size. Only when it does not is the pointer validated in
  * full; a wrong size on a valid object is then reported under op
  * ("operator delete", "operator delete[]"). */
+static NOINLINE void delete_sized_slow(void *ptr, size_t size, size_t align, const char *op) {
+    mspan *s = span_lookup((uintptr_t)ptr);
+    if (s && size_matches(s, size, align))
+        free_inline(ptr);
+    else
+        free_sized_checked(ptr, size, align, "free", op);
+}
+
 void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op); /* declared in new.cc */
 void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op) {
+    /* The common case inline: an unaligned small object of its own class. */
     mspan *s = span_lookup((uintptr_t)ptr);
-    if (likely(s != NULL) && likely(size_matches(s, size, align))) {
+    if (likely(s != NULL) && likely(align == 0) && likely(size <= MAX_SMALL_SIZE) &&
+        likely(small_spanclass(size) == s->spanclass)) {
         free_inline(ptr);
         return;
     }
-    free_sized_checked(ptr, size, align, "free", op);
+    delete_sized_slow(ptr, size, align, op);
 }
