@@ -34,7 +34,6 @@
 #include "foreign.h"
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>

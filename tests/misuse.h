@@ -90,7 +90,6 @@ __attribute__((format(printf, 3, 4))) static inline void mu_expectf(const char *
 /* The texts of src/print.h, copied: the tests pin them down. */
 #define T_NOT_OURS "pointer not allocated by gomalloc"
 #define T_UNUSED_HEAP "pointer not allocated by gomalloc (unused heap pages)"
-#define T_NO_NEXT "pointer not allocated by gomalloc (GOMALLOC_FOREIGN=pass: no next allocator)"
 #define T_FREED_MEMORY "pointer into freed memory"
 #define T_DOUBLE_FREE "double free (object already freed)"
 #define T_DOUBLE_FREE_REMOTE "double free (object already freed by another thread)"
