@@ -75,9 +75,11 @@ TEST_PROGS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/*.c)) \
               $(patsubst tests/%.cc,$(B)/tests/%,$(wildcard tests/*.cc))
 UNIT_PROGS := $(patsubst tests/unit/%.c,$(B)/tests/unit_%,$(wildcard tests/unit/*.c))
 
-$(B)/tests/%: tests/%.c tests/testlib.h | $(B)/tests
+TEST_HDRS := $(wildcard tests/*.h)
+
+$(B)/tests/%: tests/%.c $(TEST_HDRS) | $(B)/tests
 	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm
-$(B)/tests/%: tests/%.cc tests/testlib.h | $(B)/tests
+$(B)/tests/%: tests/%.cc $(TEST_HDRS) | $(B)/tests
 	$(CXX) $(TEST_CXXFLAGS) -o $@ $< -ldl
 $(B)/tests/unit_%: tests/unit/%.c tests/testlib.h $(B)/libgomalloc.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) -iquote src -o $@ $< $(B)/libgomalloc.a -ldl -lm

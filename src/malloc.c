@@ -2,9 +2,9 @@
  * malloc.c: the gm_ allocation API, its slow paths, start-up and fork.
  *
  * Owns: gm_malloc, gm_calloc, gm_realloc, gm_free and the sized, aligned
- * and usable-size variants; large objects; validation of pointers coming
- * back (invalid, interior and double frees); allocator initialisation; the
- * fork handlers.
+ * and usable-size variants, and the size check of C++ sized delete; large
+ * objects; validation of pointers coming back (invalid, interior and
+ * double frees, wrong sizes); allocator initialisation; the fork handlers.
  * Go counterpart: malloc.go (mallocgc, mallocinit, largeAlloc).
  *
  * Explicit free, our addition to Go (which frees by sweeping mark bits):
@@ -20,9 +20,12 @@
  * a thread freeing others' pays two uncontended atomics, and the owner is
  * told once per drain.
  *
- * Misuse (a pointer we never returned, an interior pointer, a double free)
- * is found from the span metadata and reported by report_misuse: abort by
- * default, GOMALLOC_ON_ERROR=warn to log and ignore the call.
+ * Misuse (a pointer we never returned, an interior pointer, a double free,
+ * a wrong size to a sized free) is found from the arena index and the span
+ * metadata ("Pointer validation" below) and reported by report_misuse, one
+ * line naming the operation: abort by default, GOMALLOC_ON_ERROR=warn to
+ * log and ignore the call. A pointer outside every arena goes to the next
+ * allocator instead under GOMALLOC_FOREIGN=pass (foreign.c).
  *
  * Alignment: small objects of size >= 16 are 16-byte aligned (the malloc
  * size tables skip Go's 8-aligned 24-byte class). Larger alignments up to a
@@ -41,6 +44,7 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
+#include "foreign.h"
 #include "gomalloc.h"
 #include "mcentral.h"
 #include "mheap.h"
@@ -196,7 +200,7 @@ NOINLINE void free_not_owned(void *ptr, mspan *s) {
         uint64_t prod = (uint64_t)off * s->div_mul;
         if (likely(off < s->limit - s->base) && likely((uint32_t)prod < s->div_mul)) {
             int saved = errno;
-            span_free_remote(s, p, (uintptr_t)(prod >> 32), current_cache());
+            span_free_remote(s, p, (uintptr_t)(prod >> 32), current_cache(), "free");
             errno = saved;
             return;
         }
@@ -206,45 +210,103 @@ NOINLINE void free_not_owned(void *ptr, mspan *s) {
     free_slow(ptr);
 }
 
-/* ---- Pointer validation ------------------------------------------------ */
+/* ---- Pointer validation ------------------------------------------------
+ *
+ * Every pointer handed back (free, the sized frees, realloc,
+ * malloc_usable_size, C++ delete) is classified here before anything is
+ * changed, and each kind of misuse has one report (print.h has the texts):
+ *
+ *   no arena at the address        not allocated by gomalloc, or foreign
+ *                                  (GOMALLOC_FOREIGN=pass, foreign.c)
+ *   arena, page never in a span    not allocated by gomalloc (unused pages)
+ *   page of a released span        the arena still names the dead span's
+ *                                  record: at one of its object starts a
+ *                                  double free (use after free for realloc
+ *                                  and malloc_usable_size), elsewhere
+ *                                  freed memory
+ *   live span, not object start    interior pointer, or past the last object
+ *   small object not in use        double free / use after free
+ *                                  (object_in_use, the free paths, mspan.c)
+ *
+ * The page -> span map is never cleared, so a page whose span died still
+ * names the record until a new span covers it. The record itself may have
+ * been reused for a span elsewhere (its bounds no longer hold the pointer:
+ * freed memory) or may sit on its fixalloc free list (state DEAD, every
+ * field but the first intact; class_to_size stands in for elemsize, which
+ * the free list overwrites). Once pages are reused, a stale pointer is
+ * judged against the new span: caught when it is no object start there or
+ * names a free object, undetectable when it names a live one. */
 
-enum ptr_kind { PTR_SMALL, PTR_LARGE, PTR_BAD };
+enum ptr_kind { PTR_SMALL, PTR_LARGE, PTR_FOREIGN, PTR_BAD };
 
-/* Classify ptr for operation op, reporting misuse. On success *sp is its
- * span and *idxp its object index (small). */
-static enum ptr_kind classify(const void *ptr, const char *op, mspan **sp, uintptr_t *idxp) {
+static const char *freed_what(bool frees) { return frees ? MISUSE_DOUBLE_FREE : MISUSE_USE_AFTER_FREE; }
+
+static void report_interior(const char *op, const void *ptr, uintptr_t start, uintptr_t size) {
+    char what[128];
+    format_buf(what, sizeof what, MISUSE_INTERIOR_FMT, (size_t)((uintptr_t)ptr - start), (size_t)size,
+               (void *)start);
+    report_misuse(op, ptr, what);
+}
+
+/* Classify ptr for operation op (frees: op frees the object), reporting
+ * misuse. On success *sp is its span and *idxp its object index (small). */
+static enum ptr_kind classify(const void *ptr, const char *op, bool frees, mspan **sp, uintptr_t *idxp) {
     uintptr_t p = (uintptr_t)ptr;
     mspan *s = span_lookup(p);
     if (!s) {
-        report_misuse(op, ptr, "pointer not allocated by gomalloc");
+        /* Possibly the first call into the library: options decide. */
+        malloc_init();
+        if (arena_of(p)) {
+            report_misuse(op, ptr, MISUSE_UNUSED_HEAP);
+            return PTR_BAD;
+        }
+        if (options.foreign_pass) return PTR_FOREIGN;
+        report_misuse(op, ptr, MISUSE_NOT_OURS);
         return PTR_BAD;
     }
     unsigned st = fs_state(span_free_state(s));
-    if (st == SPAN_DEAD || p < s->base || p >= s->base + s->npages * PAGE_SIZE) {
-        report_misuse(op, ptr, "double free or invalid pointer (its memory is already free)");
+    uintptr_t base = s->base;
+    if (p < base || p >= base + s->npages * PAGE_SIZE) {
+        report_misuse(op, ptr, MISUSE_FREED_MEMORY); /* a dead span's record, reused elsewhere */
+        return PTR_BAD;
+    }
+    unsigned cls = spanclass_sizeclass(s->spanclass);
+    if (st == SPAN_DEAD) {
+        bool start = cls == 0 ? p == base
+                              : span_object_index(s, p - base) * class_to_size[cls] == p - base &&
+                                    span_object_index(s, p - base) < s->nelems;
+        report_misuse(op, ptr, start ? freed_what(frees) : MISUSE_FREED_MEMORY);
         return PTR_BAD;
     }
     *sp = s;
     if (st == SPAN_LARGE) {
-        if (p != s->base) {
-            report_misuse(op, ptr, "interior pointer into a large object");
+        if (p != base) {
+            report_interior(op, ptr, base, s->elemsize);
             return PTR_BAD;
         }
         return PTR_LARGE;
     }
-    uintptr_t off = p - s->base, idx = span_object_index(s, off);
-    if (idx >= s->nelems || idx * s->elemsize != off) {
-        report_misuse(op, ptr, idx < s->nelems ? "interior pointer (not the start of an object)"
-                                               : "pointer past the last object of its span");
+    uintptr_t off = p - base, idx = span_object_index(s, off);
+    if (idx >= s->nelems) {
+        report_misuse(op, ptr, MISUSE_PAST_LAST);
+        return PTR_BAD;
+    }
+    if (idx * s->elemsize != off) {
+        report_interior(op, ptr, base + idx * s->elemsize, s->elemsize);
         return PTR_BAD;
     }
     *idxp = idx;
     return PTR_SMALL;
 }
 
+/* A pointer outside every arena, under GOMALLOC_FOREIGN=pass, that no next
+ * allocator can take. */
+static void report_no_next(const char *op, const void *ptr) { report_misuse(op, ptr, MISUSE_NO_NEXT); }
+
 /* Is small object idx of s in use? Exact for spans this thread owns and for
  * unowned spans; for another thread's span it sees the bits and the tag of
- * its owner's reuse lists. */
+ * its owner's reuse lists, but not the owner's allocation window (a slot
+ * freed there reads as in use). */
 static bool object_in_use(mspan *s, uintptr_t idx) {
     unsigned w = (unsigned)(idx >> 6);
     uint64_t bit = (uint64_t)1 << (idx & 63);
@@ -257,14 +319,14 @@ static bool object_in_use(mspan *s, uintptr_t idx) {
     return true;
 }
 
-NOINLINE void free_slow(void *ptr) {
-    if (!ptr) return;
+/* The free path behind every free-like operation: validate, then free. */
+static void free_checked(void *ptr, const char *op) {
     int saved = errno;
     mspan *s;
     uintptr_t idx = 0;
-    switch (classify(ptr, "free", &s, &idx)) {
+    switch (classify(ptr, op, true, &s, &idx)) {
     case PTR_LARGE:
-        if (!free_large(s)) report_misuse("free", ptr, "double free (large object already freed)");
+        if (!free_large(s)) report_misuse(op, ptr, MISUSE_DOUBLE_FREE); /* freed meanwhile by another thread */
         break;
     case PTR_SMALL: {
         mcache *c = current_cache();
@@ -275,36 +337,47 @@ NOINLINE void free_slow(void *ptr) {
             uint64_t bit = (uint64_t)1 << (idx & 63);
             uint64_t window = cache_window_for(&c->k[s->spanclass], s, w);
             if (!(span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit))
-                report_misuse("free", ptr, span_remote_word(s, w) & bit
-                                               ? "double free (object already freed by another thread)"
-                                               : "double free (object is not allocated)");
+                report_misuse(op, ptr, span_remote_word(s, w) & bit ? MISUSE_DOUBLE_FREE_REMOTE : MISUSE_DOUBLE_FREE);
             else if (s->elemsize >= 16 && reuse_tagged(ptr) && mcache_reuse_contains(c, s->spanclass, ptr))
-                report_misuse("free", ptr, "double free (object already freed)");
+                report_misuse(op, ptr, MISUSE_DOUBLE_FREE);
             else
                 mcache_free_local(c, s, ptr);
         } else {
-            span_free_remote(s, (uintptr_t)ptr, idx, c);
+            span_free_remote(s, (uintptr_t)ptr, idx, c, op);
         }
         break;
     }
+    case PTR_FOREIGN:
+        if (!foreign_free(ptr)) report_no_next(op, ptr);
+        break;
     case PTR_BAD:
         break;
     }
     errno = saved;
 }
 
+NOINLINE void free_slow(void *ptr) {
+    if (!ptr) return;
+    free_checked(ptr, "free");
+}
+
 size_t usable_size_checked(const void *ptr, const char *op) {
     mspan *s;
     uintptr_t idx = 0;
-    switch (classify(ptr, op, &s, &idx)) {
+    switch (classify(ptr, op, false, &s, &idx)) {
     case PTR_LARGE:
         return s->elemsize;
     case PTR_SMALL:
         if (!object_in_use(s, idx)) {
-            report_misuse(op, ptr, "pointer to a freed object");
+            report_misuse(op, ptr, MISUSE_USE_AFTER_FREE);
             return 0;
         }
         return s->elemsize;
+    case PTR_FOREIGN: {
+        size_t n = 0;
+        if (!foreign_usable_size(ptr, &n)) report_no_next(op, ptr);
+        return n;
+    }
     default:
         return 0;
     }
@@ -370,19 +443,25 @@ EXPORT void *gm_realloc(void *ptr, size_t size) {
     if (!ptr) return malloc_inline(size);
     if (size == 0) {
         /* glibc's behaviour (C23 leaves it undefined): free, return NULL. */
-        free_inline(ptr);
+        free_checked(ptr, "realloc");
         return NULL;
     }
     mspan *s;
     uintptr_t idx = 0;
     size_t old;
-    enum ptr_kind kind = classify(ptr, "realloc", &s, &idx);
+    enum ptr_kind kind = classify(ptr, "realloc", false, &s, &idx);
+    if (kind == PTR_FOREIGN) {
+        void *q;
+        if (foreign_realloc(ptr, size, &q)) return q;
+        report_no_next("realloc", ptr);
+        kind = PTR_BAD;
+    }
     if (kind == PTR_BAD) {
         errno = EINVAL;
         return NULL;
     }
     if (kind == PTR_SMALL && !object_in_use(s, idx)) {
-        report_misuse("realloc", ptr, "pointer to a freed object");
+        report_misuse("realloc", ptr, MISUSE_USE_AFTER_FREE);
         errno = EINVAL;
         return NULL;
     }
@@ -473,27 +552,96 @@ EXPORT int gm_posix_memalign(void **out, size_t align, size_t size) {
     return 0;
 }
 
-/* Would an allocation of size bytes aligned to align have gotten s? */
+/* Could ptr, in span s, have come from an allocation of size bytes aligned
+ * to align (0: unaligned: malloc, calloc, realloc, operator new)? Small:
+ * the allocation's own class, or (unaligned) any size a realloc leaves in
+ * place, more than half the object. Large: the pages the size rounds up to (realloc resizes large
+ * objects to exactly that). Reads only fields a stale record also has, so
+ * callers may ask before they know s is alive. */
 static bool size_matches(mspan *s, size_t size, size_t align) {
-    if (fs_state(span_free_state(s)) == SPAN_LARGE) return size <= s->elemsize && s->elemsize - size < PAGE_SIZE;
-    return spanclass_for(size, align ? align : 1) == s->spanclass;
-}
-
-static void free_sized_checked(void *ptr, size_t size, size_t align, const char *op) {
-    if (!ptr) return;
-    mspan *s = span_lookup((uintptr_t)ptr);
-    if (s && fs_state(span_free_state(s)) != SPAN_DEAD && !size_matches(s, size, align)) {
-        char what[96];
-        format_buf(what, sizeof what, "size %zu does not match the allocation (usable size %zu)", size,
-                   (size_t)s->elemsize);
-        report_misuse(op, ptr, what);
-        return;
+    uintptr_t elemsize = s->elemsize;
+    if (spanclass_sizeclass(s->spanclass) == 0) {
+        if (size == 0) size = 1; /* aligned_alloc(a, 0) took a page */
+        return size <= elemsize && elemsize - size < PAGE_SIZE;
     }
-    free_inline(ptr);
+    if (spanclass_for(size, align ? align : 1) == s->spanclass) return true;
+    return align == 0 && size <= elemsize && size > elemsize / 2;
 }
 
-EXPORT void gm_free_sized(void *ptr, size_t size) { free_sized_checked(ptr, size, 0, "free_sized"); }
+static void report_size(const char *op, const void *ptr, size_t size, size_t align, mspan *s) {
+    char what[128];
+    if (align)
+        format_buf(what, sizeof what, MISUSE_SIZE_ALIGN_FMT, size, align, (size_t)s->elemsize);
+    else
+        format_buf(what, sizeof what, MISUSE_SIZE_FMT, size, (size_t)s->elemsize);
+    report_misuse(op, ptr, what);
+}
+
+/* The sized frees once the quick look failed, or always (free_sized):
+ * every check free makes, reported under ptr_op, then the size, reported
+ * under size_op; only then the free. */
+static NOINLINE void free_sized_checked(void *ptr, size_t size, size_t align, const char *ptr_op,
+                                        const char *size_op) {
+    if (!ptr) return;
+    int saved = errno;
+    mspan *s;
+    uintptr_t idx = 0;
+    switch (classify(ptr, ptr_op, true, &s, &idx)) {
+    case PTR_SMALL:
+        if (!object_in_use(s, idx)) {
+            report_misuse(ptr_op, ptr, MISUSE_DOUBLE_FREE);
+            break;
+        }
+        /* fall through */
+    case PTR_LARGE:
+        if (!size_matches(s, size, align))
+            report_size(size_op, ptr, size, align, s);
+        else
+            free_inline(ptr);
+        break;
+    case PTR_FOREIGN:
+        /* The size cannot be checked; the next allocator's free takes it. */
+        if (!foreign_free(ptr)) report_no_next(ptr_op, ptr);
+        break;
+    case PTR_BAD:
+        break;
+    }
+    errno = saved;
+}
+
+/* C23's sized frees are rare enough to be checked in full, every report
+ * naming them. */
+EXPORT void gm_free_sized(void *ptr, size_t size) {
+    free_sized_checked(ptr, size, 0, "free_sized", "free_sized");
+}
 
 EXPORT void gm_free_aligned_sized(void *ptr, size_t align, size_t size) {
-    free_sized_checked(ptr, size, align, "free_aligned_sized");
+    free_sized_checked(ptr, size, align, "free_aligned_sized", "free_aligned_sized");
+}
+
+/* C++ sized delete (new.cc; align 0 for the unaligned forms). Every delete
+ * is a free: its pointer checks are free's and report as free(...). The
+ * size the compiler passes is checked too, with the sized frees' rule, but
+ * cheaply, since this is the common path of C++: the span the pointer maps
+ * to must fit the size. Only when it does not is the pointer validated in
+ * full; a wrong size on a valid object is then reported under op
+ * ("operator delete", "operator delete[]"). */
+static NOINLINE void delete_sized_slow(void *ptr, size_t size, size_t align, const char *op) {
+    mspan *s = span_lookup((uintptr_t)ptr);
+    if (s && size_matches(s, size, align))
+        free_inline(ptr);
+    else
+        free_sized_checked(ptr, size, align, "free", op);
+}
+
+void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op); /* declared in new.cc */
+void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op) {
+    /* The common case inline: an unaligned small object of its own class. */
+    mspan *s = span_lookup((uintptr_t)ptr);
+    if (likely(s != NULL) && likely(align == 0) && likely(size <= MAX_SMALL_SIZE) &&
+        likely(small_spanclass(size) == s->spanclass)) {
+        free_inline(ptr);
+        return;
+    }
+    delete_sized_slow(ptr, size, align, op);
 }

@@ -125,7 +125,7 @@ uint32_t span_absorb_remote(mspan *s, unsigned window_w, uint64_t window) {
         if (unlikely(bad)) {
             do {
                 unsigned b = (unsigned)__builtin_ctzll(bad);
-                report_misuse("free", (void *)span_object_at(s, w * 64 + b), "double free (object already free)");
+                report_misuse("free", (void *)span_object_at(s, w * 64 + b), MISUSE_DOUBLE_FREE_LATE);
                 bad &= bad - 1;
             } while (bad);
             r &= in_use;
@@ -194,22 +194,28 @@ uint32_t span_live_objects(mspan *s) {
     return n;
 }
 
-/* Free object idx of s from a thread that does not own s. */
-void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c) {
+/* Free object idx of s from a thread that does not own s (op names the
+ * caller's operation in reports). Caught here: an object whose allocation
+ * bit is clear, one that is free anywhere else (its free tag: on its
+ * owner's reuse list, in the owner's allocation window, freed by the owner
+ * into the bitmap), one another thread freed already (its remote bit). If
+ * the program overwrote a free object's tag, a window slot's remote bit is
+ * set anyway, and span_absorb_remote reports it when the owner collects. */
+void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op) {
     unsigned w = (unsigned)(idx >> 6);
     uint64_t bit = (uint64_t)1 << (idx & 63);
     if (unlikely(!(span_alloc_word(s, w) & bit))) {
-        report_misuse("free", (void *)p, "double free (object is not allocated)");
+        report_misuse(op, (void *)p, MISUSE_DOUBLE_FREE);
         return;
     }
     if (unlikely(s->elemsize >= 16 && reuse_tagged((void *)p))) {
-        report_misuse("free", (void *)p, "double free (object is on its owner's free list)");
+        report_misuse(op, (void *)p, MISUSE_DOUBLE_FREE);
         return;
     }
     if (s->elemsize >= 16) ((uintptr_t *)p)[1] = reuse_tag ^ p; /* free now: tag it (mspan.h) */
     uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
     if (unlikely(old & bit)) {
-        report_misuse("free", (void *)p, "double free (object already freed by another thread)");
+        report_misuse(op, (void *)p, MISUSE_DOUBLE_FREE_REMOTE);
         return;
     }
     count_free(c, s->spanclass);

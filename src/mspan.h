@@ -184,7 +184,7 @@ uint32_t span_absorb_remote(mspan *s, unsigned window_word, uint64_t window);
 /* s stops being k's current span: the window's free slots go back. */
 void span_uncache_window(struct cache_class *k, mspan *s);
 uint32_t span_live_objects(mspan *s);
-void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c);
+void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op);
 uintptr_t span_object_at(mspan *s, unsigned idx);
 void span_check(mspan *s);
 

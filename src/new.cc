@@ -4,7 +4,11 @@
  * Owns: plain, array, nothrow, sized and aligned (std::align_val_t) forms.
  * Failure follows the C++ rules: call the installed new-handler and retry;
  * with no handler, throw std::bad_alloc (nothrow forms return nullptr, also
- * when the handler throws).
+ * when the handler throws). Every delete is free, with its checks and
+ * reports (free(0x...): ...); the sized forms also check the size the
+ * compiler passes (operator delete(0x...): size N does not match ...),
+ * which catches deleting a derived object through a base class without a
+ * virtual destructor.
  * Go counterpart: none.
  *
  * Why C++: throwing and catching need the C++ runtime. A C program that
@@ -20,6 +24,11 @@
 #include "gomalloc.h"
 
 #define EXPORT __attribute__((visibility("default")))
+
+/* malloc.c: free with the size checked (cheaply), align 0 when unaligned;
+ * a wrong size is reported under op. */
+extern "C" __attribute__((visibility("hidden"))) void delete_sized_checked(void *p, std::size_t size,
+                                                                          std::size_t align, const char *op);
 
 namespace {
 
@@ -75,11 +84,15 @@ EXPORT void operator delete(void *p) noexcept { gm_free(p); }
 EXPORT void operator delete[](void *p) noexcept { gm_free(p); }
 EXPORT void operator delete(void *p, const std::nothrow_t &) noexcept { gm_free(p); }
 EXPORT void operator delete[](void *p, const std::nothrow_t &) noexcept { gm_free(p); }
-EXPORT void operator delete(void *p, std::size_t) noexcept { gm_free(p); }
-EXPORT void operator delete[](void *p, std::size_t) noexcept { gm_free(p); }
+EXPORT void operator delete(void *p, std::size_t n) noexcept { delete_sized_checked(p, n, 0, "operator delete"); }
+EXPORT void operator delete[](void *p, std::size_t n) noexcept { delete_sized_checked(p, n, 0, "operator delete[]"); }
 EXPORT void operator delete(void *p, std::align_val_t) noexcept { gm_free(p); }
 EXPORT void operator delete[](void *p, std::align_val_t) noexcept { gm_free(p); }
-EXPORT void operator delete(void *p, std::size_t, std::align_val_t) noexcept { gm_free(p); }
-EXPORT void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { gm_free(p); }
+EXPORT void operator delete(void *p, std::size_t n, std::align_val_t a) noexcept {
+    delete_sized_checked(p, n, al(a), "operator delete");
+}
+EXPORT void operator delete[](void *p, std::size_t n, std::align_val_t a) noexcept {
+    delete_sized_checked(p, n, al(a), "operator delete[]");
+}
 EXPORT void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { gm_free(p); }
 EXPORT void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { gm_free(p); }

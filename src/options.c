@@ -21,7 +21,7 @@ struct options options = {
     .scavenge_percent = 1,
 };
 
-enum kind { BOOL, STATS, ARENA, ON_ERROR, BYTES, SCAVENGE, PERCENT };
+enum kind { BOOL, STATS, ARENA, ON_ERROR, FOREIGN, BYTES, SCAVENGE, PERCENT };
 
 struct option_row {
     const char *name; /* without the GOMALLOC_ prefix */
@@ -41,6 +41,8 @@ static const struct option_row table[] = {
      "address space reserved up front by GOMALLOC_ARENA=linear (default 64GiB)"},
     {"ON_ERROR", ON_ERROR, &options.on_error_warn,
      "abort (default): misuse such as a double free aborts; warn: report and continue"},
+    {"FOREIGN", FOREIGN, &options.foreign_pass,
+     "report (default): a pointer outside gomalloc's heap is misuse; pass: give it to the next allocator"},
     {"SCAVENGE", SCAVENGE, &options.scavenge,
      "background (default): a paced thread returns free pages; inline: the freeing threads do; off"},
     {"SCAVENGE_PERCENT", PERCENT, &options.scavenge_percent,
@@ -127,6 +129,14 @@ static void set_option(const struct option_row *row, const char *val) {
         else
             ok = 0;
         break;
+    case FOREIGN:
+        if (!strcmp(val, "pass"))
+            *iv = 1;
+        else if (!strcmp(val, "report"))
+            *iv = 0;
+        else
+            ok = 0;
+        break;
     case BYTES:
         ok = parse_bytes(val, (uint64_t *)row->value) == 0;
         break;
@@ -203,6 +213,9 @@ void options_print(int fd) {
             break;
         case ON_ERROR:
             writer_puts(&w, v ? "warn" : "abort");
+            break;
+        case FOREIGN:
+            writer_puts(&w, v ? "pass" : "report");
             break;
         case BYTES:
             writer_bytes(&w, (unsigned long long)*(uint64_t *)row->value);

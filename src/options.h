@@ -23,6 +23,8 @@ struct options {
     int arena_linear;       /* GOMALLOC_ARENA=linear: one contiguous reservation */
     uint64_t linear_reserve;/* GOMALLOC_ARENA_RESERVE: size of that reservation */
     int on_error_warn;      /* GOMALLOC_ON_ERROR=warn: report misuse and continue */
+    int foreign_pass;       /* GOMALLOC_FOREIGN=pass: hand pointers outside every arena
+                               to the next allocator (foreign.c) */
     int scavenge;           /* GOMALLOC_SCAVENGE: enum scavenge_mode */
     unsigned scavenge_percent; /* GOMALLOC_SCAVENGE_PERCENT: CPU budget, % of one CPU */
     uint64_t memlimit;      /* GOMALLOC_MEMLIMIT: soft memory limit, 0 = none */

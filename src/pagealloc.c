@@ -682,6 +682,7 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
         uintptr_t base = chunk_base(ci) + (uintptr_t)start * PAGE_SIZE, n = end - start;
         bits_set_range(ch->alloc, start, (unsigned)n, true);
         p->free_pages -= n;
+        p->claimed_pages += n;
         update(p, base, n, true, true);
         *npages = n;
         *cursor = base;
@@ -698,6 +699,7 @@ void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npag
     bits_set_range(ch->scav, lo, (unsigned)npages, true);
     p->free_pages += npages;
     p->scav_pages += npages;
+    p->claimed_pages -= npages;
     if (base < p->search_addr) p->search_addr = base;
     update(p, base, npages, true, false);
 }

@@ -57,6 +57,9 @@ struct page_alloc {
     uintptr_t start, end;             /* chunk indices with memory: [start, end) */
     uint64_t free_pages;              /* free pages in the bitmaps (not in page caches) */
     uint64_t scav_pages;              /* free pages that are scavenged */
+    uint64_t claimed_pages;           /* free pages claimed by the scavenger while it
+                                         releases them (marked in use in the bitmaps,
+                                         counted in neither of the above) */
 };
 
 #define SEARCH_ADDR_MAX UINTPTR_MAX

@@ -44,7 +44,25 @@ void print_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void throw(const char *fmt, ...) __attribute__((noreturn, cold, format(printf, 1, 2)));
 
 /* A caller's misuse of the API: one line naming the operation, the pointer
- * and what is wrong; then abort(), or return when GOMALLOC_ON_ERROR=warn. */
+ * and what is wrong,
+ *     gomalloc: OP(0xPTR): WHAT
+ * then abort(); with GOMALLOC_ON_ERROR=warn the line ends in " (ignored)"
+ * and the call returns (the caller ignores the operation). */
 void report_misuse(const char *op, const void *ptr, const char *what) __attribute__((cold));
+
+/* The WHAT of every report (README.md, "Misuse", lists them; the tests in
+ * tests/misuse*.c match them exactly). */
+#define MISUSE_NOT_OURS "pointer not allocated by gomalloc"
+#define MISUSE_UNUSED_HEAP "pointer not allocated by gomalloc (unused heap pages)"
+#define MISUSE_NO_NEXT "pointer not allocated by gomalloc (GOMALLOC_FOREIGN=pass: no next allocator)"
+#define MISUSE_FREED_MEMORY "pointer into freed memory"
+#define MISUSE_DOUBLE_FREE "double free (object already freed)"
+#define MISUSE_DOUBLE_FREE_REMOTE "double free (object already freed by another thread)"
+#define MISUSE_DOUBLE_FREE_LATE "double free (object already freed; found later by the thread owning its span)"
+#define MISUSE_USE_AFTER_FREE "use after free (object already freed)"
+#define MISUSE_PAST_LAST "invalid pointer (past the last object of its span)"
+#define MISUSE_INTERIOR_FMT "interior pointer (%zu bytes into the %zu-byte object at %p)"
+#define MISUSE_SIZE_FMT "size %zu does not match the allocation (usable size %zu)"
+#define MISUSE_SIZE_ALIGN_FMT "size %zu and alignment %zu do not match the allocation (usable size %zu)"
 
 #endif /* GOMALLOC_PRINT_H */
