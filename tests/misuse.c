@@ -133,7 +133,7 @@ MISUSE(double_free_small) {
     free(mu_launder(p));
 }
 
-/* 8-byte objects have no reuse list: the first free clears the bitmap bit. */
+/* malloc(8): the smallest request, a 16-byte object like malloc(1) to malloc(15). */
 MISUSE(double_free_small_8_bytes) {
     void *p = malloc(8);
     free(p);
@@ -154,27 +154,30 @@ MISUSE(double_free_small_after_other_allocations) {
     free(mu_launder(p));
 }
 
-/* Leaves an 8-byte object freed by this thread and back in its allocation
+/* Leaves a 16-byte object freed by this thread and back in its allocation
  * window (its span was rescanned), free but not handed out again: two
- * adjacent objects are freed and allocation goes on until the lower one
- * comes back; the window hands out the lowest free slot first. */
+ * adjacent objects of one 64-object word are freed, the reuse stack is
+ * overflowed so that both go back to their span's bitmap, and allocation
+ * goes on until the lower one comes back; the window hands out the lowest
+ * free slot first. */
 static void *freed_into_window(void) {
-    enum { N = 3000 };
+    enum { N = 3000, STACK = 64 /* REUSE_MAX */ };
     static void *blk[N];
-    for (int i = 0; i < N; i++) blk[i] = malloc(8);
+    for (int i = 0; i < N; i++) blk[i] = malloc(16);
     int i;
-    for (i = N - 2; i >= 0; i--)
-        if ((char *)blk[i + 1] == (char *)blk[i] + 8 && (uintptr_t)blk[i] >> 9 == (uintptr_t)blk[i + 1] >> 9) break;
-    if (i < 0) {
-        mu_not_arranged("no two adjacent 8-byte blocks");
+    for (i = N - 2; i >= STACK; i--)
+        if ((char *)blk[i + 1] == (char *)blk[i] + 16 && (uintptr_t)blk[i] >> 10 == (uintptr_t)blk[i + 1] >> 10) break;
+    if (i < STACK) {
+        mu_not_arranged("no two adjacent 16-byte blocks");
         i = N - 2;
     }
     void *p0 = blk[i], *p = blk[i + 1];
     free(p);
     free(p0);
+    for (int k = 0; k < STACK; k++) free(blk[k]); /* the stack overflows: p and p0 go to the bitmap */
     int back = 0;
-    for (int k = 0; k < 20000 && !back; k++) {
-        void *q = malloc(8);
+    for (int k = 0; k < 200000 && !back; k++) {
+        void *q = malloc(16);
         if (q == p) break;
         back = q == p0;
     }
@@ -188,32 +191,23 @@ MISUSE(double_free_small_in_allocation_window) {
     free(mu_launder(p));
 }
 
-/* Allocate 16-byte objects until this thread's cache changes spans, which
- * is when it collects the remote frees of the spans it owns. */
-static void collect_remote_frees(void) {
-    for (int k = 0; k < 4000; k++) (void)mu_launder(malloc(16));
-}
-
-/* The owner freed the object and it sits in the owner's window: another
- * thread's second free cannot see that (the window is the owner's), so
- * it is reported when the owner collects the remote frees, by the owner. */
-MISUSE(double_free_by_other_thread_into_owner_window_found_late) {
+/* The owner freed the object and it sits free in the owner's window: its
+ * free tag tells another thread at once. */
+MISUSE(double_free_by_other_thread_into_owner_window) {
     void *p = freed_into_window();
-    mu_in_thread(free_thread, p); /* not seen here */
-    mu_expect("free", p, T_DOUBLE_FREE_LATE);
-    collect_remote_frees();
-}
-
-/* LIMIT: the same, but the owner hands the object out again before it
- * collects: the stray free then counts as the free of the new allocation,
- * silently, and what is reported is the owner's own later free of it. */
-MISUSE(double_free_by_other_thread_into_owner_window_limit) {
-    void *p = freed_into_window();
+    mu_expect("free", p, T_DOUBLE_FREE);
     mu_in_thread(free_thread, p);
-    void *again = malloc(8);
+}
+
+/* LIMIT: the same, but the owner hands the object out again first: the
+ * stray free is then the free of the new allocation (reused memory, see
+ * the limits), silent, and what is reported is the owner's own later free. */
+MISUSE(double_free_by_other_thread_after_reuse_limit) {
+    void *p = freed_into_window();
+    void *again = malloc(16);
     if (again != p) mu_not_arranged("the window did not hand the object out again");
-    collect_remote_frees(); /* silent: the stray free frees the live object */
-    mu_expect("free", again, T_DOUBLE_FREE);
+    mu_in_thread(free_thread, p); /* silent: frees the live object */
+    mu_expect("free", again, T_DOUBLE_FREE_REMOTE);
     free(mu_launder(again));
 }
 
@@ -262,7 +256,7 @@ MISUSE(double_free_by_owner_after_other_thread) {
 MISUSE(double_free_by_two_other_threads) {
     void *p = malloc(64);
     mu_in_thread(free_thread, p);
-    mu_expect("free", p, T_DOUBLE_FREE_REMOTE);
+    mu_expect("free", p, T_DOUBLE_FREE);
     mu_in_thread(free_thread, p);
 }
 
@@ -363,7 +357,7 @@ MISUSE(double_free_after_span_reused_live_object_limit) {
     mu_in_thread(reuse_by_32, &r);
     if (r.a[2] != r.p) mu_not_arranged("the old pointer is not the new third object");
     free(mu_launder(r.p)); /* the stray second free: silent */
-    mu_expect("free", r.a[2], T_DOUBLE_FREE_REMOTE);
+    mu_expect("free", r.a[2], T_DOUBLE_FREE);
     free(mu_launder(r.a[2])); /* the owner's own free */
 }
 
