@@ -57,6 +57,7 @@ static mutex init_lock;
 
 static void fork_prepare(void) {
     mcache_fork_prepare();
+    scavenge_run_lock();
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) lock(&mheap_.central[i].lock);
     mcache_fork_lock_caches();
     lock(&mheap_.lock);
@@ -72,6 +73,7 @@ static void fork_parent(void) {
     unlock(&mheap_.lock);
     mcache_fork_unlock_caches();
     for (unsigned i = NUM_SPAN_CLASSES; i-- > 0;) unlock(&mheap_.central[i].lock);
+    scavenge_run_unlock();
     mcache_fork_parent();
 }
 

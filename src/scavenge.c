@@ -38,6 +38,10 @@
  *
  * Locking: scav.lock (a leaf) guards the goal state and thread start; the
  * heap lock is taken around each claim and give-back, never across madvise.
+ * scav.run is held across each claim / madvise / give-back, so that a
+ * statistics reader (stats.c) never sees a run in flight (its pages neither
+ * free nor in use, its bytes Prepared but not yet counted released); it is
+ * taken with at most the fallback-cache lock held, before any other.
  */
 #include "scavenge.h"
 
@@ -70,6 +74,7 @@ enum { THREAD_NONE, THREAD_STARTING, THREAD_RUNNING, THREAD_FAILED };
 
 static struct {
     mutex lock;                /* goal state, inline budget */
+    mutex run;                 /* one claim / release / give-back at a time */
     _Atomic int thread_state;
     _Atomic uint32_t wake;     /* futex word: bumped to wake the thread */
     _Atomic int sleeping;      /* the thread waits for work */
@@ -126,16 +131,21 @@ size_t scavenge(size_t bytes, bool force) {
         size_t rem = bytes - done;
         uintptr_t want = rem / PAGE_SIZE + (rem % PAGE_SIZE != 0), n = 0;
         if (want > RUN_PAGES) want = RUN_PAGES;
+        lock(&scav.run);
         lock(&mheap_.lock);
         uintptr_t base = pages_scavenge_claim(&mheap_.pages, want, force, &cursor, &n);
         unlock(&mheap_.lock);
-        if (!base) break;
+        if (!base) {
+            unlock(&scav.run);
+            break;
+        }
         uint64_t t0 = thread_cpu_ns();
         sys_unused((void *)base, n * PAGE_SIZE);
         uint64_t dt = thread_cpu_ns() - t0;
         lock(&mheap_.lock);
         pages_scavenge_release(&mheap_.pages, base, n);
         unlock(&mheap_.lock);
+        unlock(&scav.run);
         atomic_fetch_add_explicit(&scavenge_stats.work_ns, dt, memory_order_relaxed);
         atomic_fetch_add_explicit(&scavenge_stats.released_bytes, n * PAGE_SIZE, memory_order_relaxed);
         atomic_fetch_add_explicit(&scavenge_stats.runs, 1, memory_order_relaxed);
@@ -146,6 +156,9 @@ size_t scavenge(size_t bytes, bool force) {
 }
 
 void scavenge_flush_page_caches(void) { mcache_flush_all_page_caches(); }
+
+void scavenge_run_lock(void) { lock(&scav.run); }
+void scavenge_run_unlock(void) { unlock(&scav.run); }
 
 EXPORT size_t gm_release_memory(void) {
     malloc_init();
@@ -344,6 +357,7 @@ bool scavenge_check_limit(size_t ready_bytes) {
 void scavenge_fork_child(void) {
     /* The thread did not survive the fork: start another when needed. */
     mutex_reinit(&scav.lock);
+    mutex_reinit(&scav.run);
     atomic_store(&scav.thread_state, THREAD_NONE);
     atomic_store(&scav.sleeping, 0);
 }

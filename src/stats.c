@@ -23,9 +23,10 @@
  *   HeapReleased = bytes Prepared                  (only released heap pages)
  *   HeapObjects  = Mallocs - Frees
  *   HeapAlloc <= HeapInuse
- * Reading takes the heap lock and the cache-list lock briefly; it does not
- * stop other threads, so a snapshot taken while they allocate is close, not
- * exact.
+ * Reading takes the heap lock and the cache-list lock briefly, and holds
+ * off the scavenger's runs (so the scavenger alone never makes a snapshot
+ * inexact); it does not stop other threads, so a snapshot taken while they
+ * allocate is close, not exact.
  */
 #include "stats.h"
 
@@ -45,6 +46,8 @@
 EXPORT void gm_read_memstats(struct gm_memstats *st) {
     memset(st, 0, sizeof *st);
     malloc_init();
+    /* No scavenging run in flight while the heap and OS numbers are read. */
+    scavenge_run_lock();
     struct class_stats cls[NUM_SIZE_CLASSES];
     uint64_t large[4];
     uint32_t nthreads;
@@ -102,6 +105,7 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     st->os_reserved = atomic_load_explicit(&os_stats.reserved, memory_order_relaxed);
     st->os_prepared = atomic_load_explicit(&os_stats.prepared, memory_order_relaxed);
     st->os_ready = atomic_load_explicit(&os_stats.ready, memory_order_relaxed);
+    scavenge_run_unlock();
 }
 
 int stats_check_identities(const struct gm_memstats *st, char *why, size_t cap) {
