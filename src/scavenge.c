@@ -36,6 +36,10 @@
  * GOMALLOC_SCAVENGE=inline does the same work on the threads that free, within
  * the same CPU budget; =off never releases anything except on request.
  *
+ * Out of memory: a refused madvise gives the run back unreleased and ends
+ * the pass; a scavenger thread that cannot be created (no memory for its
+ * stack) leaves the work to the freeing threads, as in inline mode.
+ *
  * Locking: scav.lock (a leaf) guards the goal state and thread start; the
  * heap lock is taken around each claim and give-back, never across madvise.
  * scav.run is held across each claim / madvise / give-back, so that a
@@ -140,9 +144,18 @@ size_t scavenge(size_t bytes, bool force) {
             break;
         }
         uint64_t t0 = thread_cpu_ns();
-        sys_unused((void *)base, n * PAGE_SIZE);
+        int err = sys_unused((void *)base, n * PAGE_SIZE);
         uint64_t dt = thread_cpu_ns() - t0;
         lock(&mheap_.lock);
+        if (err) {
+            /* Refused (mlock'ed memory): the run goes back as it was, free
+             * and not scavenged; try again at the next request. */
+            pages_free(&mheap_.pages, base, n);
+            unlock(&mheap_.lock);
+            unlock(&scav.run);
+            atomic_fetch_add_explicit(&scavenge_stats.work_ns, dt, memory_order_relaxed);
+            break;
+        }
         pages_scavenge_release(&mheap_.pages, base, n);
         unlock(&mheap_.lock);
         unlock(&scav.run);
@@ -161,7 +174,7 @@ void scavenge_run_lock(void) { lock(&scav.run); }
 void scavenge_run_unlock(void) { unlock(&scav.run); }
 
 EXPORT size_t gm_release_memory(void) {
-    malloc_init();
+    if (!malloc_init()) return 0;
     scavenge_flush_page_caches();
     size_t n = scavenge(SIZE_MAX, true);
     if (options.verbose) print_err("gomalloc: released %zu KiB to the OS\n", n >> 10);
@@ -169,13 +182,16 @@ EXPORT size_t gm_release_memory(void) {
 }
 
 EXPORT uint64_t gm_set_memory_limit(uint64_t limit) {
-    malloc_init();
+    bool ready = malloc_init();
     uint64_t old = atomic_exchange(&memory_limit, limit ? limit : UINT64_MAX);
-    scavenge_poke();
+    if (ready) scavenge_poke();
     return old;
 }
 
-EXPORT uint64_t gm_get_memory_limit(void) { return atomic_load(&memory_limit); }
+EXPORT uint64_t gm_get_memory_limit(void) {
+    malloc_init(); /* GOMALLOC_MEMLIMIT is read at start-up */
+    return atomic_load(&memory_limit);
+}
 
 /* ---- Goal ------------------------------------------------------------------ */
 

@@ -45,7 +45,7 @@
 
 EXPORT void gm_read_memstats(struct gm_memstats *st) {
     memset(st, 0, sizeof *st);
-    malloc_init();
+    if (!malloc_init()) return; /* start-up refused: nothing to count yet */
     /* No scavenging run in flight while the heap and OS numbers are read. */
     scavenge_run_lock();
     struct class_stats cls[NUM_SIZE_CLASSES];
