@@ -27,6 +27,14 @@
  * beside the chunk bitmaps. The reservation drops to ~4.6 MiB; the fan-out
  * is 8, 8, 4, 16 below the root instead of 8 at every level.
  *
+ * Out of memory: only growth asks the OS for anything (summary pages).
+ * pages_grow_prepare maps them (a page is marked once Ready, so a refusal
+ * leaves nothing half done), after which pages_grow cannot fail; pages_init
+ * gives back what it reserved when a reservation is refused. An allocation
+ * whose pages the caller cannot make Ready is undone by pages_unalloc: the
+ * scavenged bits of allocated pages are left as they were until
+ * pages_free, so the pages go back exactly as they came.
+ *
  * Locking: everything here runs under the heap lock, except pagecache_alloc
  * which touches only the calling thread's cache. Tests run private
  * instances (struct page_alloc) over reserved address space.
