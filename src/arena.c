@@ -20,6 +20,15 @@
  * Records are 68 KiB each (0.1% of an arena) and come from the OS through
  * persistentalloc; they are never freed, like Go's.
  *
+ * Out of memory: a refused reservation makes arena_reserve try the next
+ * hint, then anywhere, then return 0; so does a range whose records cannot
+ * all be allocated (it is given back). A caller
+ * that cannot use a reservation returns it with arena_unreserve, which
+ * rewinds the hint (or the linear region) so nothing is lost. Records, once
+ * published, stay in the index even when their address space is given
+ * back: such an arena reads as fully in use, has no spans, and its record
+ * is reused if the range is reserved again.
+ *
  * Locking: arena_reserve runs under the heap lock. Index entries go from
  * NULL to a record once, published with a release store; readers use
  * relaxed loads and never need a lock. spans[] entries are written by the
@@ -136,16 +145,27 @@ uintptr_t arena_reserve(uintptr_t n, uintptr_t *got) {
     if (!base) return 0;
     for (uintptr_t a = base; a < base + n; a += ARENA_BYTES) {
         if (!arena_of(a) && !arena_create(a)) {
-            /* Out of memory for metadata: give back the arenas without records. */
-            sys_free((void *)a, base + n - a, OS_RESERVED, NULL);
-            n = a - base;
-            break;
+            /* Out of memory for metadata: the caller needs all n bytes, so
+             * give the range back (the records made so far stay, reusable). */
+            arena_unreserve(base, n);
+            return 0;
         }
     }
-    if (!n) return 0;
     sys_name((void *)base, n, "gomalloc heap");
     *got = n;
     return base;
+}
+
+void arena_unreserve(uintptr_t base, uintptr_t n) {
+    /* A range ending at linear_next was carved from the linear region (no
+     * other reservation overlaps it). */
+    if (options.arena_linear && state.linear_end && base + n == state.linear_next) {
+        state.linear_next = base; /* the linear region keeps it for next time */
+        return;
+    }
+    sys_free((void *)base, n, OS_RESERVED, NULL);
+    for (unsigned i = 0; i < NUM_HINTS; i++)
+        if (state.hints[i] == base + n) state.hints[i] = base; /* try this address again */
 }
 
 void arena_set_spans(uintptr_t base, uintptr_t npages, mspan *s) {

@@ -58,8 +58,12 @@ static inline heap_arena *arena_of_chunk(uintptr_t ci) {
 
 /* Reserve at least n bytes of new heap address space (a multiple of the
  * arena size, arena aligned), create the arena records and publish them in
- * the index. Returns the base, or 0 when the OS refuses. Heap lock held. */
+ * the index. Returns the base and *got, or 0 (errno ENOMEM) when the OS
+ * refuses the address space or the records. Heap lock held. */
 uintptr_t arena_reserve(uintptr_t n, uintptr_t *got);
+/* Give back [base, base+n), the end of the last reservation, unused (a
+ * failed heap growth). Heap lock held. */
+void arena_unreserve(uintptr_t base, uintptr_t n);
 
 /* Record that [base, base+npages) belongs to span s. */
 void arena_set_spans(uintptr_t base, uintptr_t npages, mspan *s);

@@ -14,6 +14,11 @@
  *
  * Accounting: chunk bytes are counted in metastats.other when mapped, and
  * move to the caller's purpose counter as they are handed out.
+ *
+ * Out of memory: when the OS refuses a 256 KiB chunk, persistentalloc tries
+ * once more with just the pages the request needs, then returns NULL;
+ * fixalloc_alloc returns NULL too, and nothing has changed (a chunk's
+ * unused tail stays usable). The callers turn that into ENOMEM.
  */
 #include "fixalloc.h"
 
@@ -48,8 +53,10 @@ void *persistentalloc(size_t size, size_t align, sysstat *stat) {
     if (!persistent.base || p + size > persistent.base + persistent.left) {
         void *chunk = sys_alloc(persistent_chunk, &metastats.other);
         if (!chunk) {
+            /* Near the limit a mapping of just this request may still fit;
+             * the current chunk keeps its tail for smaller requests. */
             unlock(&persistent.lock);
-            return NULL;
+            return sys_alloc((size + phys_page_size - 1) & ~(phys_page_size - 1), stat);
         }
         persistent.base = (uintptr_t)chunk;
         persistent.left = persistent_chunk;

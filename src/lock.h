@@ -12,6 +12,7 @@
  *
  * Lock order (take only in this order; never two mcentral locks at once):
  *   1. fallback cache lock (mcache.c: threads without a cache of their own)
+ *   1b. the scavenger's run lock (scavenge.c: one claim/release at a time)
  *   2. mcentral[spanclass].lock
  *   3. the mcache list lock, then each mcache's page-cache lock
  *   4. mheap.lock

@@ -35,11 +35,19 @@
  *
  * errno: ENOMEM for every failed allocation, EINVAL for bad alignments; the
  * free functions preserve errno.
+ *
+ * Out of memory: whatever the OS refuses (address space, memory, metadata,
+ * start-up itself) comes back up as NULL and ends in malloc_failed: errno
+ * ENOMEM, the allocator consistent (see mheap.c), memory freed later usable
+ * again. GOMALLOC_ON_OOM=abort makes malloc_failed print one line and
+ * abort(), for programs that never check. A failed start-up (malloc_init)
+ * is tried again by the next allocation.
  */
 #include "malloc.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
@@ -61,6 +69,7 @@ static mutex init_lock;
 
 static void fork_prepare(void) {
     mcache_fork_prepare();
+    scavenge_run_lock();
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) lock(&mheap_.central[i].lock);
     mcache_fork_lock_caches();
     lock(&mheap_.lock);
@@ -76,6 +85,7 @@ static void fork_parent(void) {
     unlock(&mheap_.lock);
     mcache_fork_unlock_caches();
     for (unsigned i = NUM_SPAN_CLASSES; i-- > 0;) unlock(&mheap_.central[i].lock);
+    scavenge_run_unlock();
     mcache_fork_parent();
 }
 
@@ -89,34 +99,73 @@ static void fork_child(void) {
     mcache_fork_child();
 }
 
-void malloc_init(void) {
-    if (likely(atomic_load_explicit(&malloc_initialised, memory_order_acquire))) return;
+/* 0: not registered, 1: being registered, 2: done. */
+static _Atomic int fork_handlers_state;
+
+void malloc_register_fork_handlers(void) {
+    int expected = 0;
+    if (likely(atomic_load_explicit(&fork_handlers_state, memory_order_relaxed) == 2) ||
+        !atomic_compare_exchange_strong(&fork_handlers_state, &expected, 1))
+        return;
+    /* This may allocate (glibc keeps the handler list on the heap) and be
+     * refused: the next thread set up tries again. */
+    int err = pthread_atfork(fork_prepare, fork_parent, fork_child);
+    atomic_store(&fork_handlers_state, err ? 0 : 2);
+}
+
+bool malloc_init(void) {
+    if (likely(atomic_load_explicit(&malloc_initialised, memory_order_acquire))) return true;
+    static bool heap_ready;
+    int saved = errno;
     lock(&init_lock);
     if (atomic_load_explicit(&malloc_initialised, memory_order_relaxed)) {
         unlock(&init_lock);
-        return;
+        return true;
     }
-    /* Nothing below may call malloc. */
+    /* Nothing below may call malloc. Each step is done once; after a
+     * refusal the next call starts from the step that failed. */
     const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
     uintptr_t seed = 0x9E3779B97F4A7C15ull;
     for (int i = 0; rnd && i < 16; i++) seed = (seed ^ rnd[i]) * 0x100000001B3ull;
     reuse_tag = seed | 1;
     os_init();
     options_init();
-    mheap_init();
-    mcache_init();
+    if (!heap_ready) heap_ready = mheap_init() == 0;
+    if (!heap_ready || mcache_init() != 0) {
+        unlock(&init_lock);
+        if (options.verbose) print_err("gomalloc: start-up refused by the OS (out of memory); will retry\n");
+        errno = ENOMEM;
+        return false;
+    }
     scavenge_init();
     atomic_store_explicit(&malloc_initialised, 1, memory_order_release);
     unlock(&init_lock);
-    /* These may allocate (glibc keeps the handler list on the heap). */
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    malloc_register_fork_handlers();
     if (options.verbose) {
         print_err("gomalloc: %s, OS page %zu, huge page %zu\n", gm_version(), phys_page_size, phys_huge_page_size);
         options_print(2);
     }
+    errno = saved;
+    return true;
+}
+
+void *malloc_failed(size_t count, size_t size) {
+    /* A request refused before anything was allocated (calloc overflow):
+     * the options are read by start-up. */
+    malloc_init();
+    if (options.on_oom_abort) {
+        if (count == 1)
+            print_err("gomalloc: out of memory allocating %zu bytes\n", size);
+        else
+            print_err("gomalloc: out of memory allocating %zu x %zu bytes\n", count, size);
+        abort();
+    }
+    errno = ENOMEM;
+    return NULL;
 }
 
 __attribute__((destructor)) static void malloc_fini(void) {
+    if (options.fault) os_fault_report();
     if (!atomic_load_explicit(&malloc_initialised, memory_order_acquire)) return;
     scavenge_shutdown();
     stats_at_exit();
@@ -133,17 +182,11 @@ EXPORT const char *gm_version(void) {
 /* ---- Large objects ----------------------------------------------------- */
 
 void *malloc_large(size_t size, bool zero, size_t align) {
-    if (unlikely(size > PTRDIFF_MAX)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (unlikely(size > PTRDIFF_MAX) || unlikely(!malloc_init())) return malloc_failed(1, size);
     uintptr_t npages = round_up(size ? size : 1, PAGE_SIZE) / PAGE_SIZE;
     uintptr_t align_pages = align > PAGE_SIZE ? align / PAGE_SIZE : 1;
     mcache *c = current_cache();
-    if (unlikely(c == &mcache_empty)) {
-        malloc_init();
-        c = mcache_for_thread();
-    }
+    if (c == &mcache_empty) c = mcache_for_thread();
     mspan *s = c && align_pages <= 1 ? mcache_large_get(c, npages) : NULL;
     if (s) {
         /* A cached large span has every field of one already: it only
@@ -153,7 +196,7 @@ void *malloc_large(size_t size, bool zero, size_t align) {
         atomic_store_explicit(&s->free_state, fs_new_epoch(old, SPAN_LARGE, s->spanclass), memory_order_release);
         if (s->npages > npages) mheap_shrink_large(s, npages); /* a bit larger: trim */
     } else if (!(s = mheap_alloc_span(npages, make_spanclass(0, 1), c, align_pages)))
-        return NULL;
+        return malloc_failed(1, size);
     if (zero && s->needzero) memset((void *)s->base, 0, size);
     if (c) {
         stat_add(&c->large_nmalloc, 1);
@@ -407,17 +450,14 @@ EXPORT void gm_free(void *ptr) { free_inline(ptr); }
 
 EXPORT void *gm_calloc(size_t count, size_t size) {
     size_t n;
-    if (unlikely(__builtin_mul_overflow(count, size, &n))) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (unlikely(__builtin_mul_overflow(count, size, &n))) return malloc_failed(count, size);
     if (n > MAX_SMALL_SIZE) return malloc_large(n, true, 0);
     uint8_t spc = small_spanclass(n);
     if (current_cache()->k[spc].nreuse) {
-        void *p = alloc_small(spc); /* recycled: always dirty */
+        void *p = alloc_small(spc, n); /* recycled: always dirty */
         return memset(p, 0, n);
     }
-    void *p = alloc_small(spc);
+    void *p = alloc_small(spc, n);
     if (p) {
         mspan *s = span_lookup((uintptr_t)p);
         if (s->needzero) memset(p, 0, n);
@@ -491,10 +531,7 @@ EXPORT void *gm_realloc(void *ptr, size_t size) {
 
 EXPORT void *gm_reallocarray(void *ptr, size_t count, size_t size) {
     size_t n;
-    if (__builtin_mul_overflow(count, size, &n)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (__builtin_mul_overflow(count, size, &n)) return malloc_failed(count, size);
     return gm_realloc(ptr, n);
 }
 
@@ -513,11 +550,8 @@ static uint8_t spanclass_for(size_t size, size_t align) {
 
 static void *aligned_alloc_internal(size_t align, size_t size) {
     uint8_t spc = spanclass_for(size, align);
-    if (spc) return alloc_small(spc);
-    if (align > ((size_t)1 << (HEAP_ADDR_BITS - 2))) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (spc) return alloc_small(spc, size);
+    if (align > ((size_t)1 << (HEAP_ADDR_BITS - 2))) return malloc_failed(1, size);
     return malloc_large(size, false, align);
 }
 

@@ -25,8 +25,15 @@
 #include "mcache.h"
 #include "mspan.h"
 
-void malloc_init(void);
+/* Set the allocator up on first use; false (errno ENOMEM) if the OS
+ * refused what start-up needs: the next call tries again. */
+bool malloc_init(void);
 extern _Atomic int malloc_initialised;
+/* Register the fork handlers if start-up could not (any thread). */
+void malloc_register_fork_handlers(void);
+/* Every failed allocation of count x size bytes ends here: errno ENOMEM,
+ * and with GOMALLOC_ON_OOM=abort a report and abort(). Returns NULL. */
+void *malloc_failed(size_t count, size_t size) __attribute__((cold));
 
 void *malloc_large(size_t size, bool zero, size_t align);
 void free_slow(void *ptr);
@@ -40,8 +47,9 @@ static ALWAYS_INLINE unsigned small_spanclass(size_t size) {
                : malloc_size_to_spanclass128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) / LARGE_SIZE_DIV];
 }
 
-/* One object of span class spc from the thread's cache. */
-static ALWAYS_INLINE void *alloc_small(unsigned spc) {
+/* One object of span class spc (asked for as size bytes) from the thread's
+ * cache. */
+static ALWAYS_INLINE void *alloc_small(unsigned spc, size_t size) {
     mcache *c = current_cache();
     struct cache_class *k = &c->k[spc];
     uint32_t n = k->nreuse;
@@ -51,12 +59,12 @@ static ALWAYS_INLINE void *alloc_small(unsigned spc) {
         p[1] = NULL; /* drop the tag */
         return p;
     }
-    if (unlikely(k->window == 0)) return mcache_alloc_slow(spc);
+    if (unlikely(k->window == 0)) return mcache_alloc_slow(spc, size);
     return cache_window_pop(k);
 }
 
 static ALWAYS_INLINE void *malloc_inline(size_t size) {
-    if (likely(size <= MAX_SMALL_SIZE)) return alloc_small(small_spanclass(size));
+    if (likely(size <= MAX_SMALL_SIZE)) return alloc_small(small_spanclass(size), size);
     return malloc_large(size, false, 0);
 }
 

@@ -36,6 +36,14 @@
  * being set up, or past its exit) allocate from a shared fallback cache
  * under a lock.
  *
+ * Out of memory: a thread whose cache cannot be allocated allocates from
+ * the fallback cache, and tries again 1024 allocations later.
+ * The fallback cache is made by mcache_init; if it cannot be, start-up
+ * fails (malloc_init) and every allocation returns NULL with ENOMEM until
+ * it succeeds. Without a pthread key (all taken) every thread uses the
+ * fallback cache. A refill that finds no span returns NULL, errno ENOMEM,
+ * with the cache as consistent as before (the used-up span is filed).
+ *
  * Locking: a cache is touched only by its thread, except notify (lock-free
  * stack), the statistics (read relaxed by stats.c) and the list of caches
  * (list_lock, a leaf lock). The fallback cache is guarded by fallback_lock,
@@ -50,6 +58,7 @@
 #include "malloc.h"
 #include "mcentral.h"
 #include "mheap.h"
+#include "options.h"
 #include "print.h"
 
 mcache mcache_empty = {.k = {[0 ... NUM_SPAN_CLASSES - 1] = {.alloc = &emptyspan, .window_word = NO_WINDOW}}};
@@ -57,6 +66,10 @@ __thread mcache *tls_cache __attribute__((tls_model("initial-exec"))) = &mcache_
 
 enum { THREAD_NEW = 0, THREAD_ACTIVE = 1, THREAD_SETUP = 2, THREAD_DEAD = 3 };
 static __thread int tls_state __attribute__((tls_model("initial-exec")));
+/* After its cache could not be made: allocations left before trying again
+ * (each try is a refused mmap or two). */
+static __thread unsigned tls_retry_in __attribute__((tls_model("initial-exec")));
+#define CACHE_RETRY_EVERY 1024
 
 struct orphan_stats orphan_stats;
 
@@ -65,6 +78,7 @@ static mcache *all_caches;
 static mcache *fallback;
 static mutex fallback_lock;
 static pthread_key_t cache_key;
+static bool have_key; /* cache_key exists: threads may have caches */
 
 /* ---- Owned-span lists -------------------------------------------------- */
 
@@ -287,18 +301,20 @@ static void *cache_alloc(mcache *c, uint8_t spc) {
     return cache_window_pop(k);
 }
 
-void *mcache_alloc_slow(uint8_t spc) {
+void *mcache_alloc_slow(uint8_t spc, size_t size) {
     mcache *c = tls_cache;
-    if (c == &mcache_empty) {
-        c = mcache_for_thread();
-        if (!c) {
-            lock(&fallback_lock);
-            void *p = cache_alloc(fallback, spc);
-            unlock(&fallback_lock);
-            return p;
-        }
+    void *p;
+    if (c != &mcache_empty || (c = mcache_for_thread()) != NULL) {
+        p = cache_alloc(c, spc);
+    } else if (atomic_load_explicit(&malloc_initialised, memory_order_acquire)) {
+        lock(&fallback_lock);
+        p = cache_alloc(fallback, spc);
+        unlock(&fallback_lock);
+    } else {
+        p = NULL; /* start-up failed */
     }
-    return cache_alloc(c, spc);
+    if (unlikely(!p)) return malloc_failed(1, size);
+    return p;
 }
 
 /* ---- Threads ----------------------------------------------------------- */
@@ -369,11 +385,16 @@ static void delete_cache(mcache *c) {
 
 mcache *mcache_for_thread(void) {
     if (tls_state != THREAD_NEW) return NULL; /* being set up, or exited */
-    malloc_init();
+    if (!malloc_init() || !have_key) return NULL;
+    if (tls_retry_in) {
+        tls_retry_in--;
+        return NULL;
+    }
     tls_state = THREAD_SETUP;
     mcache *c = new_cache(false);
     if (!c) {
         tls_state = THREAD_NEW;
+        tls_retry_in = CACHE_RETRY_EVERY;
         return NULL;
     }
     /* pthread_setspecific may allocate (key blocks past the first 32):
@@ -381,6 +402,7 @@ mcache *mcache_for_thread(void) {
     pthread_setspecific(cache_key, c);
     tls_cache = c;
     tls_state = THREAD_ACTIVE;
+    malloc_register_fork_handlers(); /* if start-up could not */
     return c;
 }
 
@@ -491,12 +513,14 @@ void mcache_thread_exit(void *arg) {
     errno = saved;
 }
 
-void mcache_init(void) {
+int mcache_init(void) {
     mutex_reinit(&list_lock);
     mutex_reinit(&fallback_lock);
-    if (pthread_key_create(&cache_key, mcache_thread_exit) != 0) throw("pthread_key_create failed");
     fallback = new_cache(true);
-    if (!fallback) throw("out of memory for the fallback cache");
+    if (!fallback) return -1;
+    have_key = pthread_key_create(&cache_key, mcache_thread_exit) == 0;
+    if (!have_key && options.verbose) print_err("gomalloc: no pthread key left: every thread uses the shared cache\n");
+    return 0;
 }
 
 void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5], uint32_t *nthreads) {

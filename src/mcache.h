@@ -103,9 +103,10 @@ extern __thread mcache *tls_cache __attribute__((tls_model("initial-exec")));
 
 static ALWAYS_INLINE mcache *current_cache(void) { return tls_cache; }
 
-/* Slow path of malloc for span class spc: refill and allocate one object.
- * Returns NULL (errno ENOMEM) when the heap cannot grow. */
-void *mcache_alloc_slow(uint8_t spc);
+/* Slow path of malloc of size bytes in span class spc: refill and allocate
+ * one object. Returns NULL (errno ENOMEM; malloc_failed) when the heap
+ * cannot grow. */
+void *mcache_alloc_slow(uint8_t spc, size_t size);
 /* Owner-side events of the free path. */
 void mcache_free_event(mcache *c, mspan *s);
 /* Free object p of owned span s when the fast path could not push it on
@@ -155,7 +156,8 @@ void mcache_flush_all_page_caches(void);
  * touches the page allocator or the heap lock. */
 mspan *mcache_large_get(mcache *c, uintptr_t npages);
 bool mcache_large_put(mcache *c, mspan *s);
-void mcache_init(void);
+/* -1 if the fallback cache cannot be allocated (start-up fails). */
+int mcache_init(void);
 
 /* Statistics counters of threads that no longer have a cache, and of frees
  * made by threads without one (atomic). */

@@ -24,6 +24,24 @@
  * are never zeroed on reuse: the free_state generation must survive so that
  * threads holding an old snapshot notice the record moved on.
  *
+ * Out of memory: every step that asks the OS for something either succeeds
+ * or leaves the heap exactly as it was, and the allocation returns NULL with
+ * errno ENOMEM:
+ *  - growth maps the page allocator's summary memory, then maps the heap
+ *    range, then adds it (which cannot fail any more); a refused step
+ *    keeps only harmless extras (zeroed summary pages, the reservation);
+ *  - a reservation that cannot be used (the rest of the old region could
+ *    not be added first) is given back to arena.c;
+ *  - pages whose sys_used is refused (harddecommit: mprotect) go back with
+ *    pages_unalloc, still scavenged, so the next user makes them Ready;
+ *  - before failing, a small request takes back the pages every thread
+ *    holds in its page cache, the last free pages there may be;
+ *  - with harddecommit, a failed span allocation releases free pages and
+ *    tries once more: released pages are PROT_NONE and so no longer count
+ *    against strict overcommit or RLIMIT_DATA (without harddecommit they
+ *    stay charged, as in Go, and only their reuse is possible).
+ * The only fatal errors left are broken invariants.
+ *
  * Locking: the heap lock guards the page allocator, growth and cur_arena;
  * it is never taken on the malloc or free fast paths. Callers may hold an
  * mcentral lock; a thread's page cache is used under its page-cache lock,
@@ -53,20 +71,32 @@ static unsigned record_kind_for(unsigned nwords) {
     return k;
 }
 
-void mheap_init(void) {
+int mheap_init(void) {
     mutex_reinit(&mheap_.lock);
-    if (pages_init(&mheap_.pages) != 0) throw("cannot reserve page-allocator summaries");
+    if (pages_init(&mheap_.pages) != 0) return -1;
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
         fixalloc_init(&mheap_.spanalloc[k],
                       round_up(offsetof(mspan, bits) + 2 * sizeof(uint64_t) * record_words[k], CACHE_LINE), 0,
                       &metastats.mspan);
     fixalloc_init(&mheap_.cachealloc, sizeof(mcache), 1, &metastats.mcache);
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mcentral_init(&mheap_.central[i], (uint8_t)i);
+    return 0;
+}
+
+/* Give [v, v+n) of the reservation to the page allocator, all or nothing
+ * (heap lock held). */
+static bool heap_add(uintptr_t v, uintptr_t n) {
+    if (pages_grow_prepare(&mheap_.pages, v, n) != 0) return false;
+    if (sys_map((void *)v, n, &mheap_.heap_sys_stat) != 0) return false;
+    if (pages_grow(&mheap_.pages, v, n) != 0) throw("pages_grow failed after its summaries were mapped");
+    mheap_.heap_sys += n;
+    return true;
 }
 
 /* Grow the heap by at least npages (heap lock held). */
 static bool mheap_grow(uintptr_t npages) {
     uintptr_t ask = round_up(npages, CHUNK_PAGES) * PAGE_SIZE;
+    if (ask / PAGE_SIZE < npages) return false; /* wrapped: no such address space */
     if (mheap_.cur_arena_end - mheap_.cur_arena_base < ask) {
         uintptr_t got = 0;
         uintptr_t base = arena_reserve(ask, &got);
@@ -75,38 +105,34 @@ static bool mheap_grow(uintptr_t npages) {
             mheap_.cur_arena_end += got;
         } else {
             /* Not contiguous: hand the rest of the old region to the page
-             * allocator first, so no reserved space is lost. */
+             * allocator first, so no reserved space is lost; if that is
+             * refused, the new reservation goes back too. */
             uintptr_t left = mheap_.cur_arena_end - mheap_.cur_arena_base;
-            if (left && sys_map((void *)mheap_.cur_arena_base, left, &mheap_.heap_sys_stat) == 0 &&
-                pages_grow(&mheap_.pages, mheap_.cur_arena_base, left) == 0)
-                mheap_.heap_sys += left;
+            if (left && !heap_add(mheap_.cur_arena_base, left)) {
+                arena_unreserve(base, got);
+                return false;
+            }
             mheap_.cur_arena_base = base;
             mheap_.cur_arena_end = base + got;
         }
     }
     uintptr_t v = mheap_.cur_arena_base;
-    if (sys_map((void *)v, ask, &mheap_.heap_sys_stat) != 0) return false;
-    if (pages_grow(&mheap_.pages, v, ask) != 0) {
-        /* Metadata exhausted: undo the mapping, keep the reservation. */
-        sys_fault((void *)v, ask);
-        return false;
-    }
+    if (!heap_add(v, ask)) return false;
     mheap_.cur_arena_base += ask;
-    mheap_.heap_sys += ask;
     if (options.verbose)
         print_err("gomalloc: heap grew by %zu KiB at %p (heap %zu KiB)\n", (size_t)(ask >> 10), (void *)v,
                   (size_t)(mheap_.heap_sys >> 10));
     return true;
 }
 
-static uintptr_t alloc_pages_locked(uintptr_t npages, uintptr_t align_pages, uintptr_t *scav) {
+static uintptr_t alloc_pages_locked(uintptr_t npages, uintptr_t align_pages, uintptr_t *scav, bool may_grow) {
     uintptr_t base = pages_alloc_aligned(&mheap_.pages, npages, align_pages, scav);
-    if (!base && mheap_grow(npages + (align_pages > 1 ? align_pages - 1 : 0)))
+    if (!base && may_grow && mheap_grow(npages + (align_pages > 1 ? align_pages - 1 : 0)))
         base = pages_alloc_aligned(&mheap_.pages, npages, align_pages, scav);
     return base;
 }
 
-mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages) {
+static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages) {
     unsigned cls = spanclass_sizeclass(spanclass);
     unsigned nwords = cls ? (class_to_nelems[cls] + 63u) / 64u : 0;
     unsigned kind = record_kind_for(nwords);
@@ -122,13 +148,18 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
         errno = ENOMEM;
         return NULL;
     }
+    bool grow_failed = false;
     if (c && npages < PAGE_CACHE_MAX_ALLOC && align_pages <= 1) {
         lock(&c->pcache_lock);
         if (pagecache_empty(&c->pcache)) {
             lock(&mheap_.lock);
             c->pcache = pages_alloc_to_cache(&mheap_.pages);
-            if (pagecache_empty(&c->pcache) && mheap_grow(PAGE_CACHE_PAGES))
-                c->pcache = pages_alloc_to_cache(&mheap_.pages);
+            if (pagecache_empty(&c->pcache)) {
+                if (mheap_grow(PAGE_CACHE_PAGES))
+                    c->pcache = pages_alloc_to_cache(&mheap_.pages);
+                else
+                    grow_failed = true;
+            }
             unlock(&mheap_.lock);
             atomic_fetch_add_explicit(&mheap_.pagecache_free, (uint64_t)__builtin_popcountll(c->pcache.cache),
                                       memory_order_relaxed);
@@ -144,7 +175,15 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
     }
     if (!base) {
         lock(&mheap_.lock);
-        base = alloc_pages_locked(npages, align_pages, &scav);
+        base = alloc_pages_locked(npages, align_pages, &scav, !grow_failed);
+        unlock(&mheap_.lock);
+    }
+    if (!base && npages < PAGE_CACHE_MAX_ALLOC) {
+        /* The heap cannot grow: the last free pages may sit in the page
+         * caches of other threads. */
+        mcache_flush_all_page_caches();
+        lock(&mheap_.lock);
+        base = pages_alloc_aligned(&mheap_.pages, npages, align_pages, &scav);
         unlock(&mheap_.lock);
     }
     if (!base) {
@@ -155,8 +194,9 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
     /* Soft limit: these pages are about to become Ready (Go: allocSpan). */
     if (scav && !options.memlimit_hard) scavenge_check_limit(scav * PAGE_SIZE);
     if (scav && sys_used((void *)base, npages * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
+        /* Back as they were (from the page cache too): still scavenged. */
         lock(&mheap_.lock);
-        pages_free(&mheap_.pages, base, npages);
+        pages_unalloc(&mheap_.pages, base, npages);
         unlock(&mheap_.lock);
         fixalloc_free(&mheap_.spanalloc[kind], s);
         errno = ENOMEM;
@@ -169,6 +209,17 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
         span_init_large(s, spanclass, base, npages, needzero);
     arena_set_spans(base, npages, s);
     atomic_fetch_add_explicit(&mheap_.pages_inuse, npages, memory_order_relaxed);
+    return s;
+}
+
+mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages) {
+    mspan *s = alloc_span(npages, spanclass, c, align_pages);
+    /* Refused, with harddecommit: the charge for memory (strict overcommit,
+     * RLIMIT_DATA) may be held by free pages that are still Ready, which
+     * releasing makes inaccessible and uncharged. Release, try once more.
+     * (Without harddecommit released pages stay charged: no use.) */
+    if (unlikely(!s) && options.harddecommit && scavenge(npages * PAGE_SIZE + (1u << 20), true) > 0)
+        s = alloc_span(npages, spanclass, c, align_pages);
     return s;
 }
 
@@ -192,7 +243,7 @@ bool mheap_grow_large(mspan *s, uintptr_t new_npages) {
     uintptr_t start = s->base + s->npages * PAGE_SIZE;
     if (scav && sys_used((void *)start, extra * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
         lock(&mheap_.lock);
-        pages_free(&mheap_.pages, start, extra);
+        pages_unalloc(&mheap_.pages, start, extra);
         unlock(&mheap_.lock);
         return false;
     }

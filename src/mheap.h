@@ -31,7 +31,8 @@ struct mheap {
 };
 extern struct mheap mheap_;
 
-void mheap_init(void);
+/* -1 (ENOMEM) if the page allocator cannot reserve its summaries. */
+int mheap_init(void);
 /* A span of npages for span class spanclass (size class 0: a large object),
  * initialised, in use, its pages recorded in the arena index. c (may be NULL)
  * lends its page cache. align_pages > 1 aligns the base (large spans).

@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "os.h"
 #include "print.h"
 
 extern char **environ;
@@ -21,7 +22,7 @@ struct options options = {
     .scavenge_percent = 1,
 };
 
-enum kind { BOOL, STATS, ARENA, ON_ERROR, FOREIGN, BYTES, SCAVENGE, PERCENT };
+enum kind { BOOL, STATS, ARENA, ON_ERROR, FOREIGN, BYTES, SCAVENGE, PERCENT, ON_OOM, FAULT };
 
 struct option_row {
     const char *name; /* without the GOMALLOC_ prefix */
@@ -50,7 +51,37 @@ static const struct option_row table[] = {
     {"MEMLIMIT", BYTES, &options.memlimit, "soft memory limit in Go's GOMEMLIMIT syntax (e.g. 512MiB); 0: none"},
     {"MEMLIMIT_HARD", BOOL, &options.memlimit_hard,
      "1: an allocation that would pass GOMALLOC_MEMLIMIT fails with ENOMEM"},
+    {"ON_OOM", ON_OOM, &options.on_oom_abort,
+     "null (default): a failed allocation returns NULL with ENOMEM; abort: report it and abort"},
+    {"FAULT", FAULT, &options.fault,
+     "testing: KIND:N fails the N-th OS call of KIND (alloc, reserve, map, used, unused, any); "
+     "KIND:N+ that and every later one; KIND:0 counts only"},
 };
+
+/* KIND:N or KIND:N+ (see the table). */
+static int parse_fault(const char *val) {
+    const char *colon = strchr(val, ':');
+    if (!colon) return -1;
+    int kind = -1;
+    for (int k = 0; k <= OS_CALLS; k++)
+        if (strlen(os_call_name[k]) == (size_t)(colon - val) && !strncmp(val, os_call_name[k], (size_t)(colon - val)))
+            kind = k;
+    if (kind < 0) return -1;
+    const char *p = colon + 1;
+    uint64_t n = 0;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - 9) / 10) return -1;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    int repeat = *p == '+';
+    if (p[repeat] != 0) return -1;
+    options.fault = 1;
+    options.fault_kind = kind;
+    options.fault_n = n;
+    options.fault_repeat = repeat;
+    return 0;
+}
 
 int parse_bytes(const char *s, uint64_t *out) {
     if (!s || !*s) return -1;
@@ -156,6 +187,20 @@ static void set_option(const struct option_row *row, const char *val) {
         if (ok) *(unsigned *)row->value = (unsigned)v;
         break;
     }
+    case ON_OOM:
+        if (!strcmp(val, "abort"))
+            *iv = 1;
+        else if (!strcmp(val, "null") || !*val)
+            *iv = 0;
+        else
+            ok = 0;
+        break;
+    case FAULT:
+        if (!*val || !strcmp(val, "off") || !strcmp(val, "0"))
+            options.fault = 0;
+        else
+            ok = parse_fault(val) == 0;
+        break;
     }
     if (!ok) print_err("gomalloc: GOMALLOC_%s=%s: invalid value (ignored)\n", row->name, val);
 }
@@ -225,6 +270,16 @@ void options_print(int fd) {
             break;
         case PERCENT:
             writer_printf(&w, "%u", *(unsigned *)row->value);
+            break;
+        case ON_OOM:
+            writer_puts(&w, v ? "abort" : "null");
+            break;
+        case FAULT:
+            if (!v)
+                writer_puts(&w, "off");
+            else
+                writer_printf(&w, "%s:%llu%s", os_call_name[options.fault_kind], (unsigned long long)options.fault_n,
+                              options.fault_repeat ? "+" : "");
             break;
         }
         writer_printf(&w, "  (%s)\n", row->help);

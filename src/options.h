@@ -29,6 +29,13 @@ struct options {
     unsigned scavenge_percent; /* GOMALLOC_SCAVENGE_PERCENT: CPU budget, % of one CPU */
     uint64_t memlimit;      /* GOMALLOC_MEMLIMIT: soft memory limit, 0 = none */
     int memlimit_hard;      /* GOMALLOC_MEMLIMIT_HARD=1: refuse allocations past it */
+    int on_oom_abort;       /* GOMALLOC_ON_OOM=abort: a failed allocation aborts */
+    /* GOMALLOC_FAULT=KIND:N[+] (testing): the N-th OS call of KIND fails,
+     * with '+' also every later one; N = 0 only counts (os_linux.c). */
+    int fault;              /* set: count calls and report them at exit */
+    int fault_kind;         /* enum os_call, or OS_CALL_ANY */
+    uint64_t fault_n;
+    int fault_repeat;
 };
 
 extern struct options options;

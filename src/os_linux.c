@@ -16,9 +16,26 @@
  * PROT_NONE: sys_unused remaps the range inaccessible and sys_used makes it
  * read-write again, so any touch of released memory faults at once.
  *
+ * Failure (os.h): a refused mmap/mprotect/madvise returns NULL or -1 with
+ * errno ENOMEM and leaves the range, its state and every counter as they
+ * were, so the caller can undo its own steps and report ENOMEM; nothing
+ * here aborts on a refusal. sys_unused releases with madvise before it
+ * revokes access (harddecommit), so a refused madvise changes nothing and a
+ * refused mprotect only leaves released memory accessible. sys_unmap, the
+ * undo of sys_map, cannot fail: if mprotect(PROT_NONE) is refused the range
+ * stays accessible, but it is Prepared, so it holds no memory.
+ *
+ * Fault injection (GOMALLOC_FAULT=KIND:N[+], options.c): before its system
+ * call, each failable transition counts itself per kind and in one sequence
+ * over all kinds, and the N-th call of KIND (the N-th and every later one
+ * with '+') fails as if the OS had refused it: no system call, errno
+ * ENOMEM. The counting costs one predictable branch on options.fault while
+ * the option is unset; these paths make system calls anyway, except
+ * sys_used without harddecommit, which is then one load and a branch.
+ *
  * No locks: the counters are atomic, the calls are thread-safe.
  * errno: system-call failures set errno (ENOMEM on exhaustion); the callers
- * on free paths never fail here.
+ * on free paths never fail here, and transitions that cannot fail keep errno.
  */
 #include "os.h"
 
@@ -29,6 +46,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "options.h"
 #include "print.h"
 
@@ -64,6 +82,41 @@ static void move_bytes(enum os_state from, enum os_state to, size_t n) {
     if (t) atomic_fetch_add_explicit(t, n, memory_order_relaxed);
 }
 
+/* ---- Fault injection ------------------------------------------------- */
+
+const char *const os_call_name[OS_CALLS + 1] = {"alloc", "reserve", "map", "used", "unused", "any"};
+static _Atomic uint64_t fault_calls[OS_CALLS + 1]; /* per kind; [OS_CALL_ANY]: all kinds */
+static _Atomic uint64_t fault_hits;
+
+/* Count a call of kind k; true if GOMALLOC_FAULT says it fails. */
+static COLD bool fault_check(enum os_call k) {
+    uint64_t nk = atomic_fetch_add_explicit(&fault_calls[k], 1, memory_order_relaxed) + 1;
+    uint64_t na = atomic_fetch_add_explicit(&fault_calls[OS_CALL_ANY], 1, memory_order_relaxed) + 1;
+    uint64_t n = options.fault_kind == OS_CALL_ANY ? na : options.fault_kind == (int)k ? nk : 0;
+    if (!options.fault_n || n < options.fault_n || (n > options.fault_n && !options.fault_repeat)) return false;
+    atomic_fetch_add_explicit(&fault_hits, 1, memory_order_relaxed);
+    if (options.verbose)
+        print_err("gomalloc: GOMALLOC_FAULT: %s call %llu refused\n", os_call_name[k], (unsigned long long)nk);
+    errno = ENOMEM;
+    return true;
+}
+
+#define INJECT(kind) (unlikely(options.fault) && fault_check(kind))
+
+uint64_t os_fault_calls(enum os_call kind) { return atomic_load(&fault_calls[kind]); }
+uint64_t os_fault_injected(void) { return atomic_load(&fault_hits); }
+
+void os_fault_report(void) {
+    print_err("gomalloc: GOMALLOC_FAULT: calls alloc %llu reserve %llu map %llu used %llu unused %llu any %llu; "
+              "injected %llu\n",
+              (unsigned long long)os_fault_calls(OS_CALL_ALLOC), (unsigned long long)os_fault_calls(OS_CALL_RESERVE),
+              (unsigned long long)os_fault_calls(OS_CALL_MAP), (unsigned long long)os_fault_calls(OS_CALL_USED),
+              (unsigned long long)os_fault_calls(OS_CALL_UNUSED), (unsigned long long)os_fault_calls(OS_CALL_ANY),
+              (unsigned long long)os_fault_injected());
+}
+
+/* ---- Transitions ------------------------------------------------------ */
+
 static void check_aligned(const char *op, void *v, size_t n) {
     if (((uintptr_t)v | n) & (phys_page_size - 1)) throw("%s(%p, %zu): not page aligned", op, v, n);
 }
@@ -92,6 +145,7 @@ void os_init(void) {
 
 void *sys_alloc(size_t n, sysstat *stat) {
     check_aligned("sys_alloc", NULL, n);
+    if (INJECT(OS_CALL_ALLOC)) return NULL;
     atomic_fetch_add_explicit(&os_stats.mmap_calls, 1, memory_order_relaxed);
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
@@ -105,6 +159,7 @@ void *sys_alloc(size_t n, sysstat *stat) {
 
 void *sys_reserve(void *hint, size_t n) {
     check_aligned("sys_reserve", hint, n);
+    if (INJECT(OS_CALL_RESERVE)) return NULL;
     atomic_fetch_add_explicit(&os_stats.mmap_calls, 1, memory_order_relaxed);
     void *p = mmap(hint, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
@@ -117,6 +172,7 @@ void *sys_reserve(void *hint, size_t n) {
 
 int sys_map(void *v, size_t n, sysstat *stat) {
     check_aligned("sys_map", v, n);
+    if (INJECT(OS_CALL_MAP)) return -1;
     if (!options.harddecommit) {
         /* mprotect rather than mmap(MAP_FIXED): a failure leaves the
          * reservation intact, and strict overcommit charges only this range. */
@@ -132,9 +188,26 @@ int sys_map(void *v, size_t n, sysstat *stat) {
     return 0;
 }
 
+void sys_unmap(void *v, size_t n, sysstat *stat) {
+    check_aligned("sys_unmap", v, n);
+    if (!options.harddecommit) {
+        /* Under harddecommit Prepared is PROT_NONE already. If this is
+         * refused (a split past vm.max_map_count), the range stays
+         * accessible but holds no memory: it is never touched again before
+         * the next sys_map. */
+        int saved = errno;
+        atomic_fetch_add_explicit(&os_stats.mprotect_calls, 1, memory_order_relaxed);
+        mprotect(v, n, PROT_NONE);
+        errno = saved;
+    }
+    move_bytes(OS_PREPARED, OS_RESERVED, n);
+    if (stat) sysstat_add(stat, -(int64_t)n);
+}
+
 int sys_used(void *v, size_t n, size_t prepared) {
     check_aligned("sys_used", v, n);
     if (!prepared) return 0;
+    if (INJECT(OS_CALL_USED)) return -1;
     if (options.harddecommit) {
         atomic_fetch_add_explicit(&os_stats.mprotect_calls, 1, memory_order_relaxed);
         if (mprotect(v, n, PROT_READ | PROT_WRITE) != 0) {
@@ -146,19 +219,26 @@ int sys_used(void *v, size_t n, size_t prepared) {
     return 0;
 }
 
-void sys_unused(void *v, size_t n) {
+int sys_unused(void *v, size_t n) {
     check_aligned("sys_unused", v, n);
+    if (INJECT(OS_CALL_UNUSED)) return -1;
     int saved = errno;
+    /* Release first: if madvise is refused (mlock'ed memory), nothing has
+     * changed and the caller keeps the pages as they are. */
+    atomic_fetch_add_explicit(&os_stats.madvise_calls, 1, memory_order_relaxed);
+    if (madvise(v, n, MADV_DONTNEED) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
     if (options.harddecommit) {
+        /* Refused (vm.max_map_count): the pages are released all the same,
+         * only stray touches of them are not caught. */
         atomic_fetch_add_explicit(&os_stats.mprotect_calls, 1, memory_order_relaxed);
-        if (mprotect(v, n, PROT_NONE) != 0) throw("sys_unused: mprotect failed, errno %d", errno);
-        madvise(v, n, MADV_DONTNEED);
-    } else {
-        atomic_fetch_add_explicit(&os_stats.madvise_calls, 1, memory_order_relaxed);
-        if (madvise(v, n, MADV_DONTNEED) != 0) throw("sys_unused: madvise failed, errno %d", errno);
+        mprotect(v, n, PROT_NONE);
     }
     errno = saved;
     move_bytes(OS_READY, OS_PREPARED, n);
+    return 0;
 }
 
 void sys_fault(void *v, size_t n) {

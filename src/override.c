@@ -56,10 +56,7 @@ EXPORT void *valloc(size_t size) { return gm_memalign(os_page(), size); }
 
 EXPORT void *pvalloc(size_t size) {
     size_t page = os_page();
-    if (size > SIZE_MAX - page) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (size > SIZE_MAX - page) return malloc_failed(1, size);
     return gm_memalign(page, round_up(size ? size : 1, page));
 }
 

@@ -27,6 +27,14 @@
  * beside the chunk bitmaps. The reservation drops to ~4.6 MiB; the fan-out
  * is 8, 8, 4, 16 below the root instead of 8 at every level.
  *
+ * Out of memory: only growth asks the OS for anything (summary pages).
+ * pages_grow_prepare maps them (a page is marked once Ready, so a refusal
+ * leaves nothing half done), after which pages_grow cannot fail; pages_init
+ * gives back what it reserved when a reservation is refused. An allocation
+ * whose pages the caller cannot make Ready is undone by pages_unalloc: the
+ * scavenged bits of allocated pages are left as they were until
+ * pages_free, so the pages go back exactly as they came.
+ *
  * Locking: everything here runs under the heap lock, except pagecache_alloc
  * which touches only the calling thread's cache. Tests run private
  * instances (struct page_alloc) over reserved address space.
@@ -256,7 +264,8 @@ static unsigned bits_count_range(const uint64_t *b, unsigned i, unsigned n) {
 /* ---- Summary memory --------------------------------------------------- */
 
 static int map_summary_range(struct page_alloc *p, unsigned l, uintptr_t lo, uintptr_t hi) {
-    /* Map the OS pages holding entries [lo, hi) of flat level l. */
+    /* Map the OS pages holding entries [lo, hi) of flat level l. A page is
+     * marked only once it is Ready, so a refusal leaves nothing half done. */
     uintptr_t first = round_down((uintptr_t)&p->summary[l][lo], phys_page_size);
     uintptr_t last = round_up((uintptr_t)&p->summary[l][hi], phys_page_size);
     uintptr_t origin = (uintptr_t)p->summary[l];
@@ -264,7 +273,10 @@ static int map_summary_range(struct page_alloc *p, unsigned l, uintptr_t lo, uin
         uintptr_t pg = (a - origin) / phys_page_size;
         if (p->mapped[l][pg / 8] & (1u << (pg % 8))) continue;
         if (sys_map((void *)a, phys_page_size, &metastats.pagealloc) != 0) return -1;
-        if (sys_used((void *)a, phys_page_size, phys_page_size) != 0) return -1;
+        if (sys_used((void *)a, phys_page_size, phys_page_size) != 0) {
+            sys_unmap((void *)a, phys_page_size, &metastats.pagealloc);
+            return -1;
+        }
         p->mapped[l][pg / 8] |= (uint8_t)(1u << (pg % 8));
     }
     return 0;
@@ -273,14 +285,22 @@ static int map_summary_range(struct page_alloc *p, unsigned l, uintptr_t lo, uin
 int pages_init(struct page_alloc *p) {
     memset(p, 0, sizeof *p);
     p->search_addr = SEARCH_ADDR_MAX;
+    uint8_t *bits = p->mapped_bits;
     for (unsigned l = 0; l < FLAT_LEVELS; l++) {
         uintptr_t bytes = round_up(level_len(l) * sizeof(palloc_sum), phys_page_size);
         void *v = sys_reserve(NULL, bytes);
-        if (!v) return -1;
+        if (!v) {
+            /* Give back the levels reserved so far: a later retry starts clean. */
+            for (unsigned k = 0; k < l; k++)
+                sys_free(p->summary[k], round_up(level_len(k) * sizeof(palloc_sum), phys_page_size), OS_RESERVED,
+                         NULL);
+            memset(p, 0, sizeof *p);
+            p->search_addr = SEARCH_ADDR_MAX;
+            return -1;
+        }
         p->summary[l] = v;
-        uintptr_t npg = bytes / phys_page_size;
-        p->mapped[l] = persistentalloc((npg + 7) / 8, 8, &metastats.pagealloc);
-        if (!p->mapped[l]) return -1;
+        p->mapped[l] = bits;
+        bits += (bytes / phys_page_size + 7) / 8;
         sys_name(v, bytes, "gomalloc page summaries");
     }
     return 0;
@@ -330,21 +350,32 @@ static void update(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool 
 
 /* ---- Growth ----------------------------------------------------------- */
 
-int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size) {
+/* The chunk range [start, end) with memory once [base, base+size) is added. */
+static void grown_range(struct page_alloc *p, uintptr_t base, uintptr_t size, uintptr_t *start, uintptr_t *end) {
+    uintptr_t lo = chunk_index(base), hi = chunk_index(base + size);
+    *start = p->end && p->start < lo ? p->start : lo;
+    *end = p->end > hi ? p->end : hi;
+}
+
+int pages_grow_prepare(struct page_alloc *p, uintptr_t base, uintptr_t size) {
     if ((base | size) & (CHUNK_BYTES - 1)) throw("pages_grow: %p+%zu not chunk aligned", (void *)base, (size_t)size);
-    uintptr_t limit = base + size;
+    uintptr_t limit = base + size, start, end;
+    grown_range(p, base, size, &start, &end);
     /* Level 0 is mapped over the whole span of chunks in use, so the root
      * scan can read it freely; deeper levels only where this range is. */
-    uintptr_t start = p->end ? (chunk_index(base) < p->start ? chunk_index(base) : p->start) : chunk_index(base);
-    uintptr_t end = chunk_index(limit) > p->end ? chunk_index(limit) : p->end;
     if (map_summary_range(p, 0, addr_to_level_index(0, chunk_base(start)),
                           addr_to_level_index(0, chunk_base(end) - 1) + 1) != 0)
         return -1;
     for (unsigned l = 1; l < FLAT_LEVELS; l++)
         if (map_summary_range(p, l, addr_to_level_index(l, base), addr_to_level_index(l, limit - 1) + 1) != 0)
             return -1;
-    p->start = start;
-    p->end = end;
+    return 0;
+}
+
+int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size) {
+    if (pages_grow_prepare(p, base, size) != 0) return -1;
+    uintptr_t limit = base + size;
+    grown_range(p, base, size, &p->start, &p->end);
     if (base < p->search_addr) p->search_addr = base;
     for (uintptr_t ci = chunk_index(base); ci < chunk_index(limit); ci++) {
         arena_of_chunk(ci)->palloc = p;
@@ -445,7 +476,8 @@ static uintptr_t find(struct page_alloc *p, uintptr_t npages, uintptr_t *new_sea
     return addr;
 }
 
-/* Mark [base, base+npages) allocated; returns how many were scavenged. */
+/* Mark [base, base+npages) allocated; returns how many were scavenged. The
+ * scavenged bits stay as they are (pagealloc.h) until pages_free. */
 static uintptr_t alloc_range(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
     uintptr_t limit = base + npages * PAGE_SIZE - 1;
     uintptr_t sc = chunk_index(base), ec = chunk_index(limit);
@@ -459,7 +491,6 @@ static uintptr_t alloc_range(struct page_alloc *p, uintptr_t base, uintptr_t npa
             throw("page allocator: allocating pages in use at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
         scav += bits_count_range(ch->scav, lo, n);
         bits_set_range(ch->alloc, lo, n, true);
-        bits_set_range(ch->scav, lo, n, false);
     }
     p->free_pages -= npages;
     p->scav_pages -= scav;
@@ -521,8 +552,27 @@ void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
         if (DEBUG_CHECKS && bits_count_range(ch->alloc, lo, hi - lo + 1) != hi - lo + 1)
             throw("page allocator: freeing free pages at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
         bits_set_range(ch->alloc, lo, hi - lo + 1, false);
+        bits_set_range(ch->scav, lo, hi - lo + 1, false);
     }
     p->free_pages += npages;
+    update(p, base, npages, true, false);
+}
+
+void pages_unalloc(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
+    if (base < p->search_addr) p->search_addr = base;
+    uintptr_t limit = base + npages * PAGE_SIZE - 1, scav = 0;
+    uintptr_t sc = chunk_index(base), ec = chunk_index(limit);
+    unsigned si = chunk_page_index(base), ei = chunk_page_index(limit);
+    for (uintptr_t c = sc; c <= ec; c++) {
+        struct palloc_chunk *ch = chunk_of(c);
+        unsigned lo = c == sc ? si : 0, hi = c == ec ? ei : CHUNK_PAGES - 1;
+        if (DEBUG_CHECKS && bits_count_range(ch->alloc, lo, hi - lo + 1) != hi - lo + 1)
+            throw("page allocator: undoing an allocation of free pages at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
+        bits_set_range(ch->alloc, lo, hi - lo + 1, false);
+        scav += bits_count_range(ch->scav, lo, hi - lo + 1);
+    }
+    p->free_pages += npages;
+    p->scav_pages += scav;
     update(p, base, npages, true, false);
 }
 
@@ -571,8 +621,7 @@ page_cache pages_alloc_to_cache(struct page_alloc *p) {
     c.base = chunk_base(ci) + (uintptr_t)w * 64 * PAGE_SIZE;
     c.cache = ~ch->alloc[w];
     c.scav = ch->scav[w] & c.cache;
-    ch->alloc[w] = ~(uint64_t)0;
-    ch->scav[w] &= ~c.cache;
+    ch->alloc[w] = ~(uint64_t)0; /* the scavenged bits stay: see pages_unalloc */
     unsigned n = (unsigned)__builtin_popcountll(c.cache);
     p->free_pages -= n;
     p->scav_pages -= (unsigned)__builtin_popcountll(c.scav);
@@ -593,7 +642,7 @@ void pagecache_flush(struct page_alloc *p, page_cache *c) {
     struct palloc_chunk *ch = chunk_of(ci);
     if (DEBUG_CHECKS && (ch->alloc[w] & c->cache) != c->cache) throw("page cache: flushing pages not in use");
     ch->alloc[w] &= ~c->cache;
-    ch->scav[w] |= c->scav;
+    ch->scav[w] = (ch->scav[w] & ~c->cache) | c->scav;
     p->free_pages += (unsigned)__builtin_popcountll(c->cache);
     p->scav_pages += (unsigned)__builtin_popcountll(c->scav);
     if (c->base < p->search_addr) p->search_addr = c->base;
@@ -722,7 +771,6 @@ void pages_check(struct page_alloc *p) {
         for (unsigned w = 0; w < CHUNK_PAGES / 64; w++) {
             free_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w]);
             scav_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w] & ch->scav[w]);
-            if (ch->scav[w] & ch->alloc[w]) throw("pages_check: chunk %p has scavenged pages in use", (void *)chunk_base(ci));
         }
     }
     for (int l = SUMMARY_LEVELS - 2; l >= 0; l--) {

@@ -30,7 +30,10 @@ static inline unsigned sum_end(palloc_sum s) {
     return s >> 63 ? SUM_MAX : (unsigned)((s >> (2 * SUM_BITS)) & SUM_MASK);
 }
 
-/* Per 4 MiB chunk: one bit per page, 1 = allocated; 1 = scavenged. */
+/* Per 4 MiB chunk: one bit per page, 1 = allocated; 1 = scavenged. The
+ * scavenged bit means something for free pages only: allocation leaves it
+ * as it was (so a failed sys_used can be undone exactly, pages_unalloc) and
+ * pages_free clears it. */
 struct palloc_chunk {
     uint64_t alloc[CHUNK_PAGES / 64];
     uint64_t scav[CHUNK_PAGES / 64];
@@ -50,9 +53,17 @@ typedef struct page_cache {
     uint64_t scav;   /* 1 = that page is scavenged (Prepared) */
 } page_cache;
 
+/* Bitmaps of the mapped OS pages of the flat levels (entry shifts 34, 31,
+ * 28), sized for the smallest OS page (4 KiB): 2^(HEAP_ADDR_BITS-shift-12)
+ * bytes per level, 146 bytes in all on x86-64. */
+#define SUMMARY_MAPPED_BYTES                                                                      \
+    ((1u << (HEAP_ADDR_BITS - 34 - 12)) + (1u << (HEAP_ADDR_BITS - 31 - 12)) +                   \
+     (1u << (HEAP_ADDR_BITS - 28 - 12)))
+
 struct page_alloc {
     palloc_sum *summary[FLAT_LEVELS]; /* flat levels, reserved PROT_NONE */
-    uint8_t *mapped[FLAT_LEVELS];     /* per level: bitmap of mapped OS pages */
+    uint8_t *mapped[FLAT_LEVELS];     /* per level: bitmap of mapped OS pages (in mapped_bits) */
+    uint8_t mapped_bits[SUMMARY_MAPPED_BYTES];
     uintptr_t search_addr;            /* no free page below this address */
     uintptr_t start, end;             /* chunk indices with memory: [start, end) */
     uint64_t free_pages;              /* free pages in the bitmaps (not in page caches) */
@@ -64,8 +75,16 @@ struct page_alloc {
 
 #define SEARCH_ADDR_MAX UINTPTR_MAX
 
-/* All of these need the heap lock (or a test's exclusive use of p). */
+/* All of these need the heap lock (or a test's exclusive use of p).
+ * pages_init: reserve the flat summary levels; -1 (ENOMEM) with nothing
+ * kept when the OS refuses. */
 int pages_init(struct page_alloc *p);
+/* Map the summary memory that growing by [base, base+size) needs; -1
+ * (ENOMEM) when the OS refuses, keeping what it mapped (zeros, harmless).
+ * Once it succeeded, pages_grow of that range cannot fail. */
+int pages_grow_prepare(struct page_alloc *p, uintptr_t base, uintptr_t size);
+/* Add [base, base+size) (chunk aligned, Prepared) as free, scavenged pages;
+ * -1 (ENOMEM) with nothing added if its summary memory cannot be mapped. */
 int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size);
 /* Returns the address of npages free pages (now allocated) or 0; *scav is
  * set to the number of those pages that were scavenged. */
@@ -73,7 +92,11 @@ uintptr_t pages_alloc(struct page_alloc *p, uintptr_t npages, uintptr_t *scav);
 /* The same with the address aligned to align_pages pages (a power of two). */
 uintptr_t pages_alloc_aligned(struct page_alloc *p, uintptr_t npages, uintptr_t align_pages,
                               uintptr_t *scav);
+/* Free pages that were used (they are no longer scavenged). */
 void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages);
+/* Undo an allocation whose pages were never used (sys_used failed): they
+ * become free again with the scavenged bits they had before. */
+void pages_unalloc(struct page_alloc *p, uintptr_t base, uintptr_t npages);
 /* Allocate the extra pages right after [base, base+npages) if all free. */
 bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintptr_t extra,
                   uintptr_t *scav);

@@ -36,8 +36,16 @@
  * GOMALLOC_SCAVENGE=inline does the same work on the threads that free, within
  * the same CPU budget; =off never releases anything except on request.
  *
+ * Out of memory: a refused madvise gives the run back unreleased and ends
+ * the pass; a scavenger thread that cannot be created (no memory for its
+ * stack) leaves the work to the freeing threads, as in inline mode.
+ *
  * Locking: scav.lock (a leaf) guards the goal state and thread start; the
  * heap lock is taken around each claim and give-back, never across madvise.
+ * scav.run is held across each claim / madvise / give-back, so that a
+ * statistics reader (stats.c) never sees a run in flight (its pages neither
+ * free nor in use, its bytes Prepared but not yet counted released); it is
+ * taken with at most the fallback-cache lock held, before any other.
  */
 #include "scavenge.h"
 
@@ -70,6 +78,7 @@ enum { THREAD_NONE, THREAD_STARTING, THREAD_RUNNING, THREAD_FAILED };
 
 static struct {
     mutex lock;                /* goal state, inline budget */
+    mutex run;                 /* one claim / release / give-back at a time */
     _Atomic int thread_state;
     _Atomic uint32_t wake;     /* futex word: bumped to wake the thread */
     _Atomic int sleeping;      /* the thread waits for work */
@@ -126,16 +135,30 @@ size_t scavenge(size_t bytes, bool force) {
         size_t rem = bytes - done;
         uintptr_t want = rem / PAGE_SIZE + (rem % PAGE_SIZE != 0), n = 0;
         if (want > RUN_PAGES) want = RUN_PAGES;
+        lock(&scav.run);
         lock(&mheap_.lock);
         uintptr_t base = pages_scavenge_claim(&mheap_.pages, want, force, &cursor, &n);
         unlock(&mheap_.lock);
-        if (!base) break;
+        if (!base) {
+            unlock(&scav.run);
+            break;
+        }
         uint64_t t0 = thread_cpu_ns();
-        sys_unused((void *)base, n * PAGE_SIZE);
+        int err = sys_unused((void *)base, n * PAGE_SIZE);
         uint64_t dt = thread_cpu_ns() - t0;
         lock(&mheap_.lock);
+        if (err) {
+            /* Refused (mlock'ed memory): the run goes back as it was, free
+             * and not scavenged; try again at the next request. */
+            pages_free(&mheap_.pages, base, n);
+            unlock(&mheap_.lock);
+            unlock(&scav.run);
+            atomic_fetch_add_explicit(&scavenge_stats.work_ns, dt, memory_order_relaxed);
+            break;
+        }
         pages_scavenge_release(&mheap_.pages, base, n);
         unlock(&mheap_.lock);
+        unlock(&scav.run);
         atomic_fetch_add_explicit(&scavenge_stats.work_ns, dt, memory_order_relaxed);
         atomic_fetch_add_explicit(&scavenge_stats.released_bytes, n * PAGE_SIZE, memory_order_relaxed);
         atomic_fetch_add_explicit(&scavenge_stats.runs, 1, memory_order_relaxed);
@@ -147,8 +170,11 @@ size_t scavenge(size_t bytes, bool force) {
 
 void scavenge_flush_page_caches(void) { mcache_flush_all_page_caches(); }
 
+void scavenge_run_lock(void) { lock(&scav.run); }
+void scavenge_run_unlock(void) { unlock(&scav.run); }
+
 EXPORT size_t gm_release_memory(void) {
-    malloc_init();
+    if (!malloc_init()) return 0;
     scavenge_flush_page_caches();
     size_t n = scavenge(SIZE_MAX, true);
     if (options.verbose) print_err("gomalloc: released %zu KiB to the OS\n", n >> 10);
@@ -156,13 +182,16 @@ EXPORT size_t gm_release_memory(void) {
 }
 
 EXPORT uint64_t gm_set_memory_limit(uint64_t limit) {
-    malloc_init();
+    bool ready = malloc_init();
     uint64_t old = atomic_exchange(&memory_limit, limit ? limit : UINT64_MAX);
-    scavenge_poke();
+    if (ready) scavenge_poke();
     return old;
 }
 
-EXPORT uint64_t gm_get_memory_limit(void) { return atomic_load(&memory_limit); }
+EXPORT uint64_t gm_get_memory_limit(void) {
+    malloc_init(); /* GOMALLOC_MEMLIMIT is read at start-up */
+    return atomic_load(&memory_limit);
+}
 
 /* ---- Goal ------------------------------------------------------------------ */
 
@@ -344,6 +373,7 @@ bool scavenge_check_limit(size_t ready_bytes) {
 void scavenge_fork_child(void) {
     /* The thread did not survive the fork: start another when needed. */
     mutex_reinit(&scav.lock);
+    mutex_reinit(&scav.run);
     atomic_store(&scav.thread_state, THREAD_NONE);
     atomic_store(&scav.sleeping, 0);
 }

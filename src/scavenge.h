@@ -33,6 +33,9 @@ bool scavenge_check_limit(size_t ready_bytes);
 extern _Atomic uint64_t memory_limit; /* UINT64_MAX: none */
 /* Give every thread's page cache back to the heap (any thread). */
 void scavenge_flush_page_caches(void);
+/* Hold off scavenging runs (statistics snapshots, fork). */
+void scavenge_run_lock(void);
+void scavenge_run_unlock(void);
 void scavenge_fork_child(void);
 void scavenge_shutdown(void);
 

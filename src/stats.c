@@ -23,14 +23,14 @@
  *   HeapReleased = bytes Prepared                  (only released heap pages)
  *   HeapObjects  = Mallocs - Frees
  *   HeapAlloc <= HeapInuse
- * Reading takes the heap lock (after any scavenger run in flight) and the
- * cache-list lock briefly; it does not stop other threads, so a snapshot
- * taken while they allocate is close, not exact.
+ * Reading takes the heap lock and the cache-list lock briefly, and holds
+ * off the scavenger's runs (so the scavenger alone never makes a snapshot
+ * inexact); it does not stop other threads, so a snapshot taken while they
+ * allocate is close, not exact.
  */
 #include "stats.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -45,7 +45,9 @@
 
 EXPORT void gm_read_memstats(struct gm_memstats *st) {
     memset(st, 0, sizeof *st);
-    malloc_init();
+    if (!malloc_init()) return; /* start-up refused: nothing to count yet */
+    /* No scavenging run in flight while the heap and OS numbers are read. */
+    scavenge_run_lock();
     struct class_stats cls[NUM_SIZE_CLASSES];
     uint64_t large[5];
     uint32_t nthreads;
@@ -78,18 +80,12 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     st->num_threads = nthreads;
 
     /* The page counts and the OS state counters are read together under
-     * the heap lock, at a moment when no scavenger run is between its claim
-     * and its release (its pages are then neither free nor in use to the
-     * page allocator, and may already be Prepared to the OS): a snapshot of
-     * a heap nobody else allocates from obeys the identities exactly, even
-     * with the background scavenger at work. The wait is bounded; claimed
-     * pages are counted idle if it runs out. */
-    for (int tries = 0;; tries++) {
-        lock(&mheap_.lock);
-        if (!mheap_.pages.claimed_pages || tries >= 1000) break;
-        unlock(&mheap_.lock);
-        sched_yield();
-    }
+     * the heap lock, and no scavenger run is between its claim and its
+     * release (scavenge_run_lock above: its pages would be neither free nor
+     * in use to the page allocator, and may already be Prepared to the OS):
+     * a snapshot of a heap nobody else allocates from obeys the identities
+     * exactly, even with the background scavenger at work. */
+    lock(&mheap_.lock);
     uint64_t free_pages = mheap_.pages.free_pages + mheap_.pages.claimed_pages;
     uint64_t scav_pages = mheap_.pages.scav_pages;
     st->heap_sys = mheap_.heap_sys;
@@ -115,6 +111,7 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     st->scavenge_cpu_ns = atomic_load_explicit(&scavenge_stats.work_ns, memory_order_relaxed);
     st->scavenger_thread_ns = atomic_load_explicit(&scavenge_stats.background_ns, memory_order_relaxed);
     st->memory_limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
+    scavenge_run_unlock();
 }
 
 int stats_check_identities(const struct gm_memstats *st, char *why, size_t cap) {

@@ -45,6 +45,96 @@ TEST(state_transitions_counted_exactly) {
     sys_free(m, 65536, OS_READY, NULL);
 }
 
+TEST(unmap_undoes_map) {
+    malloc_init();
+    size_t n = 1 << 20;
+    uint64_t r0 = st(OS_RESERVED), p0 = st(OS_PREPARED), y0 = st(OS_READY);
+    static sysstat stat;
+    char *v = sys_reserve(NULL, n);
+    CHECK(v != NULL);
+    CHECK(sys_map(v, n, &stat) == 0 && sysstat_load(&stat) == n);
+    errno = 1234;
+    sys_unmap(v, n, &stat);
+    CHECK(errno == 1234);
+    CHECK(st(OS_RESERVED) == r0 + n && st(OS_PREPARED) == p0 && st(OS_READY) == y0 && sysstat_load(&stat) == 0);
+    /* and it can be mapped again */
+    CHECK(sys_map(v, n, &stat) == 0 && sys_used(v, n, n) == 0);
+    memset(v, 1, n);
+    CHECK(sys_unused(v, n) == 0 && v[n - 1] == 0);
+    sys_free(v, n, OS_PREPARED, &stat);
+    CHECK(st(OS_RESERVED) == r0 && st(OS_PREPARED) == p0 && st(OS_READY) == y0);
+}
+
+/* Counters of the OS layer that a refused call must leave alone. */
+struct snap {
+    uint64_t r, p, y, mmaps, mprotects, madvises;
+};
+static struct snap snap(void) {
+    return (struct snap){st(OS_RESERVED), st(OS_PREPARED), st(OS_READY), os_stats.mmap_calls, os_stats.mprotect_calls,
+                         os_stats.madvise_calls};
+}
+static int same(struct snap a, struct snap b) {
+    return a.r == b.r && a.p == b.p && a.y == b.y && a.mmaps == b.mmaps && a.mprotects == b.mprotects &&
+           a.madvises == b.madvises;
+}
+
+static void fault_on(int kind, uint64_t n, int repeat) {
+    options.fault_kind = kind;
+    options.fault_n = n;
+    options.fault_repeat = repeat;
+    options.fault = 1;
+}
+
+TEST(fault_injection_refuses_the_nth_call) {
+    malloc_init();
+    size_t n = 64 << 10;
+    /* The 2nd reserve from now fails, once, with no system call. */
+    fault_on(OS_CALL_RESERVE, os_fault_calls(OS_CALL_RESERVE) + 2, 0);
+    uint64_t hits = os_fault_injected();
+    char *a = sys_reserve(NULL, n);
+    CHECK(a != NULL);
+    struct snap s0 = snap();
+    errno = 0;
+    CHECK(sys_reserve(NULL, n) == NULL && errno == ENOMEM);
+    CHECK(same(s0, snap()) && os_fault_injected() == hits + 1);
+    char *b = sys_reserve(NULL, n);
+    CHECK(b != NULL);
+    /* map: every call from the next one on */
+    fault_on(OS_CALL_MAP, os_fault_calls(OS_CALL_MAP) + 1, 1);
+    s0 = snap();
+    errno = 0;
+    CHECK(sys_map(a, n, NULL) == -1 && errno == ENOMEM && same(s0, snap()));
+    CHECK(sys_map(a, n, NULL) == -1 && sys_map(b, n, NULL) == -1 && same(s0, snap()));
+    options.fault = 0;
+    CHECK(sys_map(a, n, NULL) == 0 && sys_map(b, n, NULL) == 0);
+    /* used: counted only when something is Prepared; any: one sequence */
+    fault_on(OS_CALL_ANY, os_fault_calls(OS_CALL_ANY) + 2, 0);
+    uint64_t used0 = os_fault_calls(OS_CALL_USED);
+    CHECK(sys_used(a, n, 0) == 0 && os_fault_calls(OS_CALL_USED) == used0);
+    CHECK(sys_used(a, n, n) == 0); /* any call 1 */
+    s0 = snap();
+    errno = 0;
+    CHECK(sys_used(b, n, n) == -1 && errno == ENOMEM && same(s0, snap())); /* any call 2 */
+    CHECK(sys_used(b, n, n) == 0);
+    /* unused: refused means still Ready, contents kept */
+    memset(a, 7, n);
+    fault_on(OS_CALL_UNUSED, os_fault_calls(OS_CALL_UNUSED) + 1, 0);
+    s0 = snap();
+    CHECK(sys_unused(a, n) == -1 && same(s0, snap()) && a[100] == 7);
+    CHECK(sys_unused(a, n) == 0 && a[100] == 0);
+    /* alloc */
+    fault_on(OS_CALL_ALLOC, os_fault_calls(OS_CALL_ALLOC) + 1, 0);
+    s0 = snap();
+    errno = 0;
+    CHECK(sys_alloc(n, NULL) == NULL && errno == ENOMEM && same(s0, snap()));
+    options.fault = 0;
+    void *m = sys_alloc(n, NULL);
+    CHECK(m != NULL);
+    sys_free(m, n, OS_READY, NULL);
+    sys_free(a, n, OS_PREPARED, NULL);
+    sys_free(b, n, OS_READY, NULL);
+}
+
 static void touch_released(void *arg) {
     (void)arg;
     options.harddecommit = 1;

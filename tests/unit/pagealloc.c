@@ -211,10 +211,28 @@ TEST(page_allocator_against_model) {
 
     uint64_t r = 42;
     page_cache cache = {0, 0, 0};
+    uint64_t cache_scav_at_fill = 0; /* for undoing allocations from the cache */
     long cache_first = -1;
     for (int step = 0; step < 30000; step++) {
         unsigned op = (unsigned)(tl_rand(&r) % 100);
-        if (op < 45) {
+        if (op == 44) {
+            /* An allocation undone (its sys_used refused): pages_unalloc
+             * must give the pages back exactly as they were, scavenged
+             * bits included. */
+            static unsigned char scav_before[MAXPAGES];
+            memcpy(scav_before, scav, sizeof scav);
+            size_t n = 1 + (size_t)(tl_rand(&r) % 600), nr = nruns;
+            if (!check_alloc(n, 1)) return;
+            if (nruns > nr) {
+                struct run ru = runs[--nruns];
+                pages_unalloc(&pa, ru.base, ru.n);
+                long i = page_index(ru.base);
+                for (uintptr_t q = 0; q < ru.n; q++) {
+                    used[i + q] = 0;
+                    scav[i + q] = scav_before[i + q];
+                }
+            }
+        } else if (op < 45) {
             size_t n = 1 + (size_t)(tl_rand(&r) % 8);
             if (op < 8) n = 1 + (size_t)(tl_rand(&r) % 1500);
             if (!check_alloc(n, 1)) return;
@@ -262,6 +280,7 @@ TEST(page_allocator_against_model) {
                 for (size_t k2 = 0; k2 < npages_total(); k2++)
                     if (!used[order[k2]]) { lowest = (long)order[k2]; break; }
                 cache = pages_alloc_to_cache(&pa);
+                cache_scav_at_fill = cache.scav;
                 if (lowest < 0) {
                     CHECKF(pagecache_empty(&cache), "cache refilled with no free pages");
                     continue;
@@ -293,7 +312,17 @@ TEST(page_allocator_against_model) {
                     scav[j] = 0;
                 }
                 CHECKF(sc == msc, "pagecache scav %zu want %u", (size_t)sc, msc);
-                runs[nruns++] = (struct run){got, n};
+                if (tl_rand(&r) % 8 == 0) {
+                    /* undone: back to the heap (not the cache), as they were */
+                    pages_unalloc(&pa, got, n);
+                    for (uintptr_t q = 0; q < n; q++) {
+                        long j = page_index(got + q * PAGE_SIZE);
+                        used[j] = 0;
+                        scav[j] = (unsigned char)(cache_scav_at_fill >> ((got - cache.base) / PAGE_SIZE + q) & 1);
+                    }
+                } else {
+                    runs[nruns++] = (struct run){got, n};
+                }
             }
         } else {
             /* flush the cache */
