@@ -741,13 +741,13 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
     return 0;
 }
 
-void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
+void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool released) {
     struct palloc_chunk *ch = chunk_of(chunk_index(base));
     unsigned lo = chunk_page_index(base);
     bits_set_range(ch->alloc, lo, (unsigned)npages, false);
-    bits_set_range(ch->scav, lo, (unsigned)npages, true);
+    if (released) bits_set_range(ch->scav, lo, (unsigned)npages, true);
     p->free_pages += npages;
-    p->scav_pages += npages;
+    if (released) p->scav_pages += npages;
     p->claimed_pages -= npages;
     if (base < p->search_addr) p->search_addr = base;
     update(p, base, npages, true, false);

@@ -110,8 +110,9 @@ void pagecache_flush(struct page_alloc *p, page_cache *c);
  * and moves *cursor down to it. */
 uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool force, uintptr_t *cursor,
                                uintptr_t *npages);
-/* Give back a claimed run, now scavenged. */
-void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages);
+/* Give back a claimed run: scavenged if released, else as it was (free,
+ * not scavenged: the OS refused to release it). */
+void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool released);
 
 /* Consistency check of every summary against its recomputation. */
 void pages_check(struct page_alloc *p);

@@ -150,13 +150,13 @@ size_t scavenge(size_t bytes, bool force) {
         if (err) {
             /* Refused (mlock'ed memory): the run goes back as it was, free
              * and not scavenged; try again at the next request. */
-            pages_free(&mheap_.pages, base, n);
+            pages_scavenge_release(&mheap_.pages, base, n, false);
             unlock(&mheap_.lock);
             unlock(&scav.run);
             atomic_fetch_add_explicit(&scavenge_stats.work_ns, dt, memory_order_relaxed);
             break;
         }
-        pages_scavenge_release(&mheap_.pages, base, n);
+        pages_scavenge_release(&mheap_.pages, base, n, true);
         unlock(&mheap_.lock);
         unlock(&scav.run);
         atomic_fetch_add_explicit(&scavenge_stats.work_ns, dt, memory_order_relaxed);
