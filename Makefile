@@ -5,6 +5,8 @@
 #   make bench      benchmark suite against glibc, mimalloc, jemalloc, tcmalloc
 #   make bench-insn fast-path instruction counts (callgrind)
 #   make ubsan      the tests built with -fsanitize=undefined
+#   make debug-test the tests against a GM_DEBUG build (invariant checks)
+#   make fuzz       libFuzzer harness for FUZZ_TIME seconds (default 60)
 # Variables: CC, OPT (default -O2), DEBUG=1 (invariant checks), SAN=undefined.
 
 CC      ?= gcc
@@ -34,7 +36,7 @@ OBJS    := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS)) $(patsubst src/%.cc,$(B)/obj
 CXXFLAGS_LIB := -std=gnu++17 $(OPT) -g -fPIC -fvisibility=hidden -fvisibility-inlines-hidden -Iinclude $(SANFLAGS)
 HDRS    := $(wildcard src/*.h) include/gomalloc.h
 
-.PHONY: all lib test demo bench bench-insn ubsan clean sizeclasses
+.PHONY: all lib test demo bench bench-insn ubsan debug-test fuzz fuzz-build fuzz-merge clean sizeclasses
 all: lib
 lib: $(B)/libgomalloc.so $(B)/libgomalloc.a
 
@@ -93,6 +95,44 @@ test: test-build
 ubsan:
 	$(MAKE) B=build-ubsan SAN=undefined test
 
+# The tests against a debug build: invariant checks at component boundaries.
+debug-test:
+	$(MAKE) B=build-debug DEBUG=1 test
+
+# ---- fuzzing ------------------------------------------------------------------
+# libFuzzer (clang) drives random programs of allocation calls over several
+# threads through the gm_ API (tests/fuzz/fuzz_alloc.c), verifying every
+# object's contents and the whole heap (heap_check) after each input. The
+# library objects are built with coverage instrumentation, GM_DEBUG checks,
+# AddressSanitizer and UBSan, without src/override.c (libFuzzer keeps glibc's
+# malloc). New inputs go to build-fuzz/corpus; tests/fuzz/corpus is the
+# committed seed corpus (make fuzz-merge folds new coverage into it).
+FUZZ_B    ?= build-fuzz
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_ARGS ?=
+FUZZ_OBJS := $(patsubst src/%.c,$(FUZZ_B)/obj/%.o,$(filter-out src/override.c,$(SRCS)))
+
+$(FUZZ_B)/obj:
+	mkdir -p $@ $(FUZZ_B)/corpus
+
+$(FUZZ_B)/obj/%.o: src/%.c $(HDRS) | $(FUZZ_B)/obj
+	$(FUZZ_CC) $(CFLAGS_LIB) -DGM_DEBUG=1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
+
+$(FUZZ_B)/fuzz_alloc: tests/fuzz/fuzz_alloc.c $(FUZZ_OBJS) $(HDRS)
+	$(FUZZ_CC) -std=gnu11 -O1 -g -Wall -Iinclude -iquote src -D_GNU_SOURCE -pthread \
+	    -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< $(FUZZ_OBJS)
+
+fuzz-build: $(FUZZ_B)/fuzz_alloc
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_B)/corpus
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_B)/fuzz_alloc -max_total_time=$(FUZZ_TIME) -max_len=512 -timeout=30 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_B)/ $(FUZZ_ARGS) $(FUZZ_B)/corpus tests/fuzz/corpus
+# Fold the inputs found so far that add coverage into the committed corpus.
+fuzz-merge: fuzz-build
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_B)/fuzz_alloc -merge=1 -max_len=512 tests/fuzz/corpus $(FUZZ_B)/corpus
+
 # ---- demo --------------------------------------------------------------------
 $(B)/demo: demo/demo.c | $(B)
 	$(CC) -std=gnu11 -O2 -g -pthread -Iinclude -o $@ $< -ldl
@@ -106,4 +146,4 @@ bench-insn: lib
 	$(MAKE) -C bench bench-insn GOMALLOC=$(abspath $(B)/libgomalloc.so)
 
 clean:
-	rm -rf $(B) build-ubsan
+	rm -rf $(B) build-ubsan build-debug $(FUZZ_B)

@@ -41,6 +41,7 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "gomalloc.h"
 #include "mcentral.h"
 #include "mheap.h"
@@ -55,7 +56,9 @@ static mutex init_lock;
 
 /* ---- Start-up and fork --------------------------------------------------- */
 
-static void fork_prepare(void) {
+/* Take every allocator lock in the lock order (lock.h), and release them:
+ * the fork handlers and heap_check (check.c). */
+void malloc_lock_all(void) {
     mcache_fork_prepare();
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) lock(&mheap_.central[i].lock);
     mcache_fork_lock_caches();
@@ -65,7 +68,7 @@ static void fork_prepare(void) {
     persistentalloc_lock();
 }
 
-static void fork_parent(void) {
+void malloc_unlock_all(void) {
     persistentalloc_unlock();
     unlock(&mheap_.cachealloc.lock);
     for (unsigned k = SPAN_RECORD_KINDS; k-- > 0;) unlock(&mheap_.spanalloc[k].lock);
@@ -74,6 +77,9 @@ static void fork_parent(void) {
     for (unsigned i = NUM_SPAN_CLASSES; i-- > 0;) unlock(&mheap_.central[i].lock);
     mcache_fork_parent();
 }
+
+static void fork_prepare(void) { malloc_lock_all(); }
+static void fork_parent(void) { malloc_unlock_all(); }
 
 static void fork_child(void) {
     persistentalloc_reinit();

@@ -47,6 +47,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "check.h"
 #include "malloc.h"
 #include "mcentral.h"
 #include "mheap.h"
@@ -405,6 +406,7 @@ void mcache_thread_exit(void *arg) {
     tls_state = THREAD_DEAD;
     mcache_release_all(c);
     delete_cache(c);
+    if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
     errno = saved;
 }
 
@@ -416,11 +418,12 @@ void mcache_init(void) {
     if (!fallback) throw("out of memory for the fallback cache");
 }
 
-void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4], uint32_t *nthreads) {
+void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4], uint32_t *nthreads,
+                      bool locked) {
     memset(out, 0, sizeof(struct class_stats) * NUM_SIZE_CLASSES);
     memset(large, 0, sizeof(uint64_t) * 4);
     uint32_t n = 0;
-    lock(&list_lock);
+    if (!locked) lock(&list_lock);
     for (mcache *c = all_caches; c; c = c->next) {
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
             unsigned i = spanclass_sizeclass((uint8_t)spc);
@@ -448,9 +451,12 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[4
     large[1] += atomic_load_explicit(&orphan_stats.large_nfree, memory_order_relaxed);
     large[2] += atomic_load_explicit(&orphan_stats.large_alloc_bytes, memory_order_relaxed);
     large[3] += atomic_load_explicit(&orphan_stats.large_free_bytes, memory_order_relaxed);
-    unlock(&list_lock);
+    if (!locked) unlock(&list_lock);
     *nthreads = n;
 }
+
+mcache *mcache_list_locked(void) { return all_caches; }
+mcache *mcache_fallback(void) { return fallback; }
 
 /* ---- fork ------------------------------------------------------------ */
 

@@ -34,6 +34,7 @@
 
 #include <sched.h>
 
+#include "check.h"
 #include "mcache.h"
 #include "mheap.h"
 #include "mspan.h"
@@ -85,6 +86,11 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
             unlock(&mc->lock);
             break;
         }
+        if (DEBUG_CHECKS) {
+            if (fs_state(span_free_state(s)) != SPAN_PARTIAL || s->place != PLACE_CENTRAL || span_owner(s))
+                throw("mcentral %u: adopting span %p that is not unowned and partial", spc, (void *)s->base);
+            span_check_unowned(s);
+        }
         list_remove(mc, s);
         /* The owner first: a remote free that sees CACHED reads it to push
          * the span on the owner's notify stack (the CAS publishes it). */
@@ -110,6 +116,12 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
 
 void mcentral_release(mspan *s, mcache *c) {
     mcentral *mc = &mheap_.central[s->spanclass];
+    if (DEBUG_CHECKS) {
+        if (span_owner(s) != c || fs_state(span_free_state(s)) != SPAN_CACHED || s->place != PLACE_NONE)
+            throw("mcentral_release: span %p is not owned by %p and off its lists (owner %p, place %u)",
+                  (void *)s->base, (void *)c, (void *)span_owner(s), s->place);
+        span_check(s);
+    }
     for (;;) {
         uint64_t v = span_free_state(s);
         if (v & FS_NOTIFY) {
@@ -146,6 +158,7 @@ void mcentral_release(mspan *s, mcache *c) {
             list_push(mc, s);
         else if (st == SPAN_FULL)
             mc->nfull++;
+        if (DEBUG_CHECKS && st != SPAN_DEAD) span_check_unowned(s);
         unlock(&mc->lock);
         if (st == SPAN_DEAD) mheap_free_span(s);
         return;
@@ -174,6 +187,7 @@ void mcentral_remote_transition(mspan *s, uint64_t seen) {
             if (!cas_state(s, &v, SPAN_PARTIAL, false)) continue;
             mc->nfull--;
             list_push(mc, s);
+            if (DEBUG_CHECKS) span_check_unowned(s);
         }
         break;
     }

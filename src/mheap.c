@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "check.h"
 #include "mcache.h"
 #include "mspan.h"
 #include "options.h"
@@ -45,11 +46,11 @@
 
 struct mheap mheap_;
 
-static const uint8_t record_words[SPAN_RECORD_KINDS] = {0, 1, 2, 4, 8, 16};
+const uint8_t span_record_words[SPAN_RECORD_KINDS] = {0, 1, 2, 4, 8, 16};
 
-static unsigned record_kind_for(unsigned nwords) {
+unsigned span_record_kind(unsigned nwords) {
     unsigned k = 0;
-    while (record_words[k] < nwords) k++;
+    while (span_record_words[k] < nwords) k++;
     return k;
 }
 
@@ -58,7 +59,7 @@ void mheap_init(void) {
     if (pages_init(&mheap_.pages) != 0) throw("cannot reserve page-allocator summaries");
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
         fixalloc_init(&mheap_.spanalloc[k],
-                      round_up(offsetof(mspan, bits) + 2 * sizeof(uint64_t) * record_words[k], CACHE_LINE), 0,
+                      round_up(offsetof(mspan, bits) + 2 * sizeof(uint64_t) * span_record_words[k], CACHE_LINE), 0,
                       &metastats.mspan);
     fixalloc_init(&mheap_.cachealloc, sizeof(mcache), 1, &metastats.mcache);
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mcentral_init(&mheap_.central[i], (uint8_t)i);
@@ -109,7 +110,7 @@ static uintptr_t alloc_pages_locked(uintptr_t npages, uintptr_t align_pages, uin
 mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages) {
     unsigned cls = spanclass_sizeclass(spanclass);
     unsigned nwords = cls ? (class_to_nelems[cls] + 63u) / 64u : 0;
-    unsigned kind = record_kind_for(nwords);
+    unsigned kind = span_record_kind(nwords);
     mspan *s = fixalloc_alloc(&mheap_.spanalloc[kind]);
     if (!s) {
         errno = ENOMEM;
@@ -168,6 +169,7 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
     else
         span_init_large(s, spanclass, base, npages, needzero);
     arena_set_spans(base, npages, s);
+    if (DEBUG_CHECKS) span_check_new(s);
     atomic_fetch_add_explicit(&mheap_.pages_inuse, npages, memory_order_relaxed);
     return s;
 }
@@ -175,6 +177,7 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
 void mheap_free_span(mspan *s) {
     uintptr_t base = s->base, npages = s->npages;
     if (fs_state(span_free_state(s)) != SPAN_DEAD) throw("freeing span %p that is not dead", (void *)base);
+    if (DEBUG_CHECKS) span_check_dead(s);
     lock(&mheap_.lock);
     pages_free(&mheap_.pages, base, npages);
     unlock(&mheap_.lock);

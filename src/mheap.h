@@ -12,6 +12,9 @@
 
 /* Span records come in kinds by bitmap size: 0, 1, 2, 4, 8, 16 words. */
 #define SPAN_RECORD_KINDS 6
+extern const uint8_t span_record_words[SPAN_RECORD_KINDS];
+/* The smallest record kind with room for nwords bitmap words. */
+unsigned span_record_kind(unsigned nwords);
 
 struct mheap {
     mutex lock; /* the heap lock: pages, growth, cur_arena, large stats */

@@ -288,6 +288,34 @@ int pages_init(struct page_alloc *p) {
 
 /* ---- Updates (Go: pageAlloc.update) ------------------------------------ */
 
+/* Debug builds, after every update: the leaf summaries of the chunks of
+ * [base, limit] and every entry above them, up to the root, equal their
+ * recomputation (what pages_verify does for the whole tree). */
+static void check_path(struct page_alloc *p, uintptr_t base, uintptr_t limit) {
+    const unsigned leaf = SUMMARY_LEVELS - 1;
+    for (uintptr_t c = chunk_index(base); c <= chunk_index(limit); c++) {
+        palloc_sum want = chunk_summarize(chunk_of(c)->alloc), have = load_sum(p, leaf, c);
+        if (want != have)
+            throw("page allocator: chunk %p summary (%u,%u,%u) != bitmap (%u,%u,%u) after an update",
+                  (void *)chunk_base(c), sum_start(have), sum_max(have), sum_end(have), sum_start(want),
+                  sum_max(want), sum_end(want));
+    }
+    for (int l = (int)leaf - 1; l >= 0; l--) {
+        unsigned child_bits = level_bits[l + 1];
+        for (uintptr_t i = addr_to_level_index((unsigned)l, base); i <= addr_to_level_index((unsigned)l, limit); i++) {
+            palloc_sum children[16];
+            for (unsigned k = 0; k < 1u << child_bits; k++)
+                children[k] = load_sum(p, (unsigned)l + 1, (i << child_bits) + k);
+            palloc_sum want = merge_summaries(children, 1u << child_bits, level_log_pages[l + 1]);
+            palloc_sum have = load_sum(p, (unsigned)l, i);
+            if (want != have)
+                throw("page allocator: level %d entry %zu summary (%u,%u,%u) != merged (%u,%u,%u) after an update", l,
+                      (size_t)i, sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want),
+                      sum_end(want));
+        }
+    }
+}
+
 /* Recompute summaries after the bitmap of [base, base+npages) changed.
  * contig: the change was one contiguous alloc or free, so whole chunks in
  * the middle are known to be fully used (alloc) or fully free. */
@@ -326,6 +354,7 @@ static void update(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool 
             }
         }
     }
+    if (DEBUG_CHECKS) check_path(p, base, limit);
 }
 
 /* ---- Growth ----------------------------------------------------------- */
@@ -348,6 +377,7 @@ int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size) {
     if (base < p->search_addr) p->search_addr = base;
     for (uintptr_t ci = chunk_index(base); ci < chunk_index(limit); ci++) {
         arena_of_chunk(ci)->palloc = p;
+        arena_of_chunk(ci)->grown |= (uint16_t)(1u << (ci % CHUNKS_PER_ARENA));
         struct palloc_chunk *c = chunk_of(ci);
         memset(c->alloc, 0, sizeof c->alloc);
         memset(c->scav, 0xff, sizeof c->scav);
@@ -682,6 +712,7 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
         uintptr_t base = chunk_base(ci) + (uintptr_t)start * PAGE_SIZE, n = end - start;
         bits_set_range(ch->alloc, start, (unsigned)n, true);
         p->free_pages -= n;
+        p->claimed_pages += n;
         update(p, base, n, true, true);
         *npages = n;
         *cursor = base;
@@ -694,18 +725,30 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
 void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
     struct palloc_chunk *ch = chunk_of(chunk_index(base));
     unsigned lo = chunk_page_index(base);
+    if (DEBUG_CHECKS && (p->claimed_pages < npages || bits_count_range(ch->alloc, lo, (unsigned)npages) != npages))
+        throw("page allocator: giving back %zu scavenged pages at %p that were not claimed", (size_t)npages,
+              (void *)base);
     bits_set_range(ch->alloc, lo, (unsigned)npages, false);
     bits_set_range(ch->scav, lo, (unsigned)npages, true);
     p->free_pages += npages;
     p->scav_pages += npages;
+    p->claimed_pages -= npages;
     if (base < p->search_addr) p->search_addr = base;
     update(p, base, npages, true, false);
 }
 
 /* ---- Consistency check ------------------------------------------------ */
 
-void pages_check(struct page_alloc *p) {
-    if (!p->end) return;
+/* Recompute every summary from the bitmaps and compare; count free and
+ * scavenged pages. Returns 0, or -1 with the first mismatch described in
+ * why. Heap lock held (or the test's exclusive use of p). */
+int pages_verify(struct page_alloc *p, char *why, size_t cap) {
+#define BAD(...)                                                                                           \
+    do {                                                                                                   \
+        format_buf(why, cap, __VA_ARGS__);                                                                 \
+        return -1;                                                                                         \
+    } while (0)
+    if (!p->end) return 0;
     uintptr_t free_pages = 0, scav_pages = 0;
     for (uintptr_t ci = p->start; ci < p->end; ci++) {
         heap_arena *ha = arena_of_chunk(ci);
@@ -715,12 +758,17 @@ void pages_check(struct page_alloc *p) {
         palloc_sum have = load_sum(p, SUMMARY_LEVELS - 1, ci);
         /* Chunks never grown have every bit set and summary 0. */
         if (want != have)
-            throw("pages_check: chunk %p summary (%u,%u,%u) != bitmap (%u,%u,%u)", (void *)chunk_base(ci),
-                  sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+            BAD("pages: chunk %p summary (%u,%u,%u) != bitmap (%u,%u,%u)", (void *)chunk_base(ci), sum_start(have),
+                sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+        bool grown = ha->grown >> (ci % CHUNKS_PER_ARENA) & 1;
         for (unsigned w = 0; w < CHUNK_PAGES / 64; w++) {
             free_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w]);
             scav_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w] & ch->scav[w]);
-            if (ch->scav[w] & ch->alloc[w]) throw("pages_check: chunk %p has scavenged pages in use", (void *)chunk_base(ci));
+            if (ch->scav[w] & ch->alloc[w])
+                BAD("pages: chunk %p has scavenged pages in use (word %u: alloc 0x%llx scav 0x%llx)",
+                    (void *)chunk_base(ci), w, (unsigned long long)ch->alloc[w], (unsigned long long)ch->scav[w]);
+            if (!grown && ~ch->alloc[w])
+                BAD("pages: chunk %p was never grown but has free pages", (void *)chunk_base(ci));
         }
     }
     for (int l = SUMMARY_LEVELS - 2; l >= 0; l--) {
@@ -743,11 +791,18 @@ void pages_check(struct page_alloc *p) {
             palloc_sum want = merge_summaries(children, n, level_log_pages[l + 1]);
             palloc_sum have = load_sum(p, (unsigned)l, i);
             if (want != have)
-                throw("pages_check: level %d entry %zu summary (%u,%u,%u) != merged (%u,%u,%u)", l, (size_t)i,
-                      sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+                BAD("pages: level %d entry %zu summary (%u,%u,%u) != merged (%u,%u,%u)", l, (size_t)i,
+                    sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
         }
     }
     if (free_pages != p->free_pages || scav_pages != p->scav_pages)
-        throw("pages_check: bitmaps hold %zu free (%zu scavenged) pages, counters say %zu (%zu)",
-              (size_t)free_pages, (size_t)scav_pages, (size_t)p->free_pages, (size_t)p->scav_pages);
+        BAD("pages: bitmaps hold %zu free (%zu scavenged) pages, counters say %zu (%zu)", (size_t)free_pages,
+            (size_t)scav_pages, (size_t)p->free_pages, (size_t)p->scav_pages);
+#undef BAD
+    return 0;
+}
+
+void pages_check(struct page_alloc *p) {
+    char why[256];
+    if (pages_verify(p, why, sizeof why) != 0) throw("%s", why);
 }

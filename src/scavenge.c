@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "gomalloc.h"
 #include "malloc.h"
 #include "mcache.h"
@@ -149,8 +150,10 @@ void scavenge_flush_page_caches(void) { mcache_flush_all_page_caches(); }
 
 EXPORT size_t gm_release_memory(void) {
     malloc_init();
+    if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
     scavenge_flush_page_caches();
     size_t n = scavenge(SIZE_MAX, true);
+    if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
     if (options.verbose) print_err("gomalloc: released %zu KiB to the OS\n", n >> 10);
     return n;
 }

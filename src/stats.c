@@ -25,7 +25,11 @@
  *   HeapAlloc <= HeapInuse
  * Reading takes the heap lock and the cache-list lock briefly; it does not
  * stop other threads, so a snapshot taken while they allocate is close, not
- * exact.
+ * exact. Pages a scavenger has claimed count as idle (they are free pages
+ * being released); while one is inside madvise, Prepared may already
+ * include them and HeapReleased not yet. heap_check (check.c) reads with
+ * every lock held (memstats_read(st, true)) and with no claim in flight,
+ * where the identities are exact.
  */
 #include "stats.h"
 
@@ -43,12 +47,16 @@
 #include "scavenge.h"
 
 EXPORT void gm_read_memstats(struct gm_memstats *st) {
-    memset(st, 0, sizeof *st);
     malloc_init();
+    memstats_read(st, false);
+}
+
+void memstats_read(struct gm_memstats *st, bool locked) {
+    memset(st, 0, sizeof *st);
     struct class_stats cls[NUM_SIZE_CLASSES];
     uint64_t large[4];
     uint32_t nthreads;
-    mcache_sum_stats(cls, large, &nthreads);
+    mcache_sum_stats(cls, large, &nthreads, locked);
 
     st->num_size_classes = NUM_SIZE_CLASSES;
     for (unsigned i = 1; i < NUM_SIZE_CLASSES; i++) {
@@ -76,19 +84,22 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     st->alloc = st->heap_alloc;
     st->num_threads = nthreads;
 
-    lock(&mheap_.lock);
-    uint64_t free_pages = mheap_.pages.free_pages, scav_pages = mheap_.pages.scav_pages;
+    if (!locked) lock(&mheap_.lock);
+    /* Pages claimed by a scavenger are free pages on their way to the OS. */
+    uint64_t free_pages = mheap_.pages.free_pages + mheap_.pages.claimed_pages;
+    uint64_t scav_pages = mheap_.pages.scav_pages;
     st->heap_sys = mheap_.heap_sys;
-    unlock(&mheap_.lock);
+    if (!locked) unlock(&mheap_.lock);
     free_pages += atomic_load_explicit(&mheap_.pagecache_free, memory_order_relaxed);
     scav_pages += atomic_load_explicit(&mheap_.pagecache_scav, memory_order_relaxed);
     st->heap_inuse = atomic_load_explicit(&mheap_.pages_inuse, memory_order_relaxed) * PAGE_SIZE;
     st->heap_idle = free_pages * PAGE_SIZE;
     st->heap_released = scav_pages * PAGE_SIZE;
 
-    for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++) st->mspan_inuse += fixalloc_inuse(&mheap_.spanalloc[k]);
+    for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
+        st->mspan_inuse += locked ? mheap_.spanalloc[k].inuse : fixalloc_inuse(&mheap_.spanalloc[k]);
     st->mspan_sys = sysstat_load(&metastats.mspan);
-    st->mcache_inuse = fixalloc_inuse(&mheap_.cachealloc);
+    st->mcache_inuse = locked ? mheap_.cachealloc.inuse : fixalloc_inuse(&mheap_.cachealloc);
     st->mcache_sys = sysstat_load(&metastats.mcache);
     st->other_sys = sysstat_load(&metastats.arena) + sysstat_load(&metastats.pagealloc) +
                     sysstat_load(&metastats.other);
