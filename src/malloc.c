@@ -444,10 +444,18 @@ EXPORT int gm_posix_memalign(void **out, size_t align, size_t size) {
     return 0;
 }
 
-/* Would an allocation of size bytes aligned to align have gotten s? */
+/* Could the object in s have been allocated with size bytes (aligned to
+ * align), by an allocation function or by a realloc that kept it in place? */
 static bool size_matches(mspan *s, size_t size, size_t align) {
-    if (fs_state(span_free_state(s)) == SPAN_LARGE) return size <= s->elemsize && s->elemsize - size < PAGE_SIZE;
-    return spanclass_for(size, align ? align : 1) == s->spanclass;
+    if (fs_state(span_free_state(s)) == SPAN_LARGE) {
+        size_t n = size ? size : 1; /* a large span of size 0 (aligned) has one page */
+        return n <= s->elemsize && s->elemsize - n < PAGE_SIZE;
+    }
+    if (spanclass_for(size, align ? align : 1) == s->spanclass) return true;
+    /* gm_realloc keeps a small object for any size that fits and is more
+     * than half of it: free_sized then gets that size (C23: the size passed
+     * to the function that returned ptr). */
+    return !align && size <= s->elemsize && size > s->elemsize / 2;
 }
 
 static void free_sized_checked(void *ptr, size_t size, size_t align, const char *op) {
