@@ -48,11 +48,16 @@ void mcentral_init(mcentral *mc, uint8_t spanclass) {
     mc->nfull = 0;
 }
 
+/* mc->partial is written under mc->lock and read without it by
+ * mcentral_cache_span as a hint (is there anything to adopt?): relaxed
+ * atomic stores, so that read is not a data race. */
+static void set_partial_head(mcentral *mc, mspan *s) { __atomic_store_n(&mc->partial, s, __ATOMIC_RELAXED); }
+
 static void list_push(mcentral *mc, mspan *s) {
     s->prev = NULL;
     s->next = mc->partial;
     if (mc->partial) mc->partial->prev = s;
-    mc->partial = s;
+    set_partial_head(mc, s);
     mc->npartial++;
     s->place = PLACE_CENTRAL;
 }
@@ -61,7 +66,7 @@ static void list_remove(mcentral *mc, mspan *s) {
     if (s->prev)
         s->prev->next = s->next;
     else
-        mc->partial = s->next;
+        set_partial_head(mc, s->next);
     if (s->next) s->next->prev = s->prev;
     s->next = s->prev = NULL;
     mc->npartial--;
@@ -139,7 +144,7 @@ void mcentral_release(mspan *s, mcache *c) {
             unlock(&mc->lock);
             continue;
         }
-        s->alloc_count = live;
+        __atomic_store_n(&s->alloc_count, live, __ATOMIC_RELAXED);
         int32_t cnt = fs_count(v);
         unsigned st;
         if (cnt == (int32_t)live)

@@ -65,6 +65,10 @@ void mheap_init(void) {
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mcentral_init(&mheap_.central[i], (uint8_t)i);
 }
 
+/* heap_sys is read without the heap lock by the scavenger's goal
+ * (scavenge.c): relaxed atomic stores, always under the heap lock. */
+static void add_heap_sys(uintptr_t n) { __atomic_store_n(&mheap_.heap_sys, mheap_.heap_sys + n, __ATOMIC_RELAXED); }
+
 /* Grow the heap by at least npages (heap lock held). */
 static bool mheap_grow(uintptr_t npages) {
     uintptr_t ask = round_up(npages, CHUNK_PAGES) * PAGE_SIZE;
@@ -80,7 +84,7 @@ static bool mheap_grow(uintptr_t npages) {
             uintptr_t left = mheap_.cur_arena_end - mheap_.cur_arena_base;
             if (left && sys_map((void *)mheap_.cur_arena_base, left, &mheap_.heap_sys_stat) == 0 &&
                 pages_grow(&mheap_.pages, mheap_.cur_arena_base, left) == 0)
-                mheap_.heap_sys += left;
+                add_heap_sys(left);
             mheap_.cur_arena_base = base;
             mheap_.cur_arena_end = base + got;
         }
@@ -93,7 +97,7 @@ static bool mheap_grow(uintptr_t npages) {
         return false;
     }
     mheap_.cur_arena_base += ask;
-    mheap_.heap_sys += ask;
+    add_heap_sys(ask);
     if (options.verbose)
         print_err("gomalloc: heap grew by %zu KiB at %p (heap %zu KiB)\n", (size_t)(ask >> 10), (void *)v,
                   (size_t)(mheap_.heap_sys >> 10));

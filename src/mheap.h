@@ -27,7 +27,9 @@ struct mheap {
     _Atomic uint64_t pages_inuse;    /* pages of in-use spans */
     _Atomic uint64_t pagecache_free; /* pages held by per-thread page caches */
     _Atomic uint64_t pagecache_scav; /* ... of which scavenged */
-    uint64_t heap_sys;               /* bytes given to the page allocator (heap lock) */
+    uint64_t heap_sys;               /* bytes given to the page allocator (heap lock;
+                                        relaxed atomic stores, read without the lock
+                                        by the scavenger) */
     sysstat heap_sys_stat;           /* the same, as an OS-layer purpose counter */
 
     mcentral central[NUM_SPAN_CLASSES];

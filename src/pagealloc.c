@@ -61,6 +61,13 @@ static inline unsigned chunk_page_index(uintptr_t addr) {
     return (unsigned)((addr >> PAGE_SHIFT) & (CHUNK_PAGES - 1));
 }
 
+/* scav_pages is read without the heap lock by the scavenger's goal
+ * (scavenge.c compute_need, a heuristic): written with relaxed atomic
+ * stores (always under the heap lock), so that read is not a data race. */
+static inline void add_scav_pages(struct page_alloc *p, int64_t n) {
+    __atomic_store_n(&p->scav_pages, p->scav_pages + (uint64_t)n, __ATOMIC_RELAXED);
+}
+
 static inline struct palloc_chunk *chunk_of(uintptr_t ci) {
     heap_arena *ha = arena_of_chunk(ci);
     return &ha->chunks[ci % CHUNKS_PER_ARENA];
@@ -384,7 +391,7 @@ int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size) {
     }
     uintptr_t npages = size / PAGE_SIZE;
     p->free_pages += npages;
-    p->scav_pages += npages;
+    add_scav_pages(p, (int64_t)npages);
     update(p, base, npages, true, false);
     return 0;
 }
@@ -492,7 +499,7 @@ static uintptr_t alloc_range(struct page_alloc *p, uintptr_t base, uintptr_t npa
         bits_set_range(ch->scav, lo, n, false);
     }
     p->free_pages -= npages;
-    p->scav_pages -= scav;
+    add_scav_pages(p, -(int64_t)scav);
     update(p, base, npages, true, true);
     return scav;
 }
@@ -605,7 +612,7 @@ page_cache pages_alloc_to_cache(struct page_alloc *p) {
     ch->scav[w] &= ~c.cache;
     unsigned n = (unsigned)__builtin_popcountll(c.cache);
     p->free_pages -= n;
-    p->scav_pages -= (unsigned)__builtin_popcountll(c.scav);
+    add_scav_pages(p, -(int64_t)__builtin_popcountll(c.scav));
     update(p, c.base, PAGE_CACHE_PAGES, false, true);
     /* Every page of the window now belongs to the cache; continue after it
      * (Go points at the window's last page so the address stays mapped). */
@@ -625,7 +632,7 @@ void pagecache_flush(struct page_alloc *p, page_cache *c) {
     ch->alloc[w] &= ~c->cache;
     ch->scav[w] |= c->scav;
     p->free_pages += (unsigned)__builtin_popcountll(c->cache);
-    p->scav_pages += (unsigned)__builtin_popcountll(c->scav);
+    add_scav_pages(p, __builtin_popcountll(c->scav));
     if (c->base < p->search_addr) p->search_addr = c->base;
     update(p, c->base, PAGE_CACHE_PAGES, false, false);
     *c = (page_cache){0, 0, 0};
@@ -731,7 +738,7 @@ void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npag
     bits_set_range(ch->alloc, lo, (unsigned)npages, false);
     bits_set_range(ch->scav, lo, (unsigned)npages, true);
     p->free_pages += npages;
-    p->scav_pages += npages;
+    add_scav_pages(p, (int64_t)npages);
     p->claimed_pages -= npages;
     if (base < p->search_addr) p->search_addr = base;
     update(p, base, npages, true, false);

@@ -56,7 +56,8 @@ struct page_alloc {
     uintptr_t search_addr;            /* no free page below this address */
     uintptr_t start, end;             /* chunk indices with memory: [start, end) */
     uint64_t free_pages;              /* free pages in the bitmaps (not in page caches) */
-    uint64_t scav_pages;              /* free pages that are scavenged */
+    uint64_t scav_pages;              /* free pages that are scavenged (relaxed atomic
+                                         stores: the scavenger reads it unlocked) */
     uint64_t claimed_pages;           /* pages claimed by scavengers and not yet given
                                          back: in use in the bitmaps, free to the heap */
 };

@@ -196,8 +196,13 @@ static struct need compute_need(void) {
     unlock(&scav.lock);
     n.decaying = peak > inuse + GOAL_SLACK;
     uint64_t goal = peak + peak / 10 + GOAL_SLACK;
-    uint64_t released = (mheap_.pages.scav_pages + atomic_load(&mheap_.pagecache_scav)) * PAGE_SIZE;
-    uint64_t retained = mheap_.heap_sys > released ? mheap_.heap_sys - released : 0;
+    /* Read without the heap lock: a heuristic, close enough (both are
+     * stored with relaxed atomics, see pagealloc.c and mheap.c). */
+    uint64_t released = (__atomic_load_n(&mheap_.pages.scav_pages, __ATOMIC_RELAXED) +
+                         atomic_load_explicit(&mheap_.pagecache_scav, memory_order_relaxed)) *
+                        PAGE_SIZE;
+    uint64_t heap_sys = __atomic_load_n(&mheap_.heap_sys, __ATOMIC_RELAXED);
+    uint64_t retained = heap_sys > released ? heap_sys - released : 0;
     if (retained > goal) n.bytes = retained - goal;
     n.pending = n.bytes || (n.decaying && retained > inuse + inuse / 10 + GOAL_SLACK);
     uint64_t limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
