@@ -27,14 +27,17 @@
  * stop other threads, so a snapshot taken while they allocate is close, not
  * exact. Pages a scavenger has claimed count as idle (they are free pages
  * being released); while one is inside madvise, Prepared may already
- * include them and HeapReleased not yet. heap_check (check.c) reads with
- * every lock held (memstats_read(st, true)) and with no claim in flight,
- * where the identities are exact.
+ * include them and HeapReleased not yet, so a reader waits (briefly) for
+ * such a run to finish: with the program's own threads quiet, the numbers
+ * are then exact even while the background scavenger works. heap_check
+ * (check.c) reads with every lock held (memstats_read(st, true)) after
+ * the same wait.
  */
 #include "stats.h"
 
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixalloc.h"
@@ -84,7 +87,19 @@ void memstats_read(struct gm_memstats *st, bool locked) {
     st->alloc = st->heap_alloc;
     st->num_threads = nthreads;
 
-    if (!locked) lock(&mheap_.lock);
+    if (!locked) {
+        /* A scavenger run in flight (pages claimed, madvise under way) has
+         * moved bytes to Prepared that HeapReleased does not show yet: wait
+         * for it (one run is at most 4 MiB), so that a program whose own
+         * threads are quiet reads exact numbers. Bounded: ~50 ms. */
+        lock(&mheap_.lock);
+        for (int i = 0; i < 50 && mheap_.pages.claimed_pages; i++) {
+            unlock(&mheap_.lock);
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            lock(&mheap_.lock);
+        }
+    }
     /* Pages claimed by a scavenger are free pages on their way to the OS. */
     uint64_t free_pages = mheap_.pages.free_pages + mheap_.pages.claimed_pages;
     uint64_t scav_pages = mheap_.pages.scav_pages;
