@@ -58,8 +58,9 @@
  * mcentral, cache list and page caches, heap, record allocators) and keeps
  * them for the whole check, so it runs alone; its scratch state is static
  * for that reason. Nothing here allocates; messages go through print.c.
- * Quiescent mode first waits (up to 2 s, locks released meanwhile) until no
- * scavenger claim is in flight, so that the OS counters are settled.
+ * Quiescent mode first pauses the scavengers' claims and waits (up to 2 s,
+ * locks released meanwhile) until no run is in flight, so that the OS
+ * counters are settled.
  */
 #include "check.h"
 
@@ -76,6 +77,7 @@
 #include "mspan.h"
 #include "pagealloc.h"
 #include "print.h"
+#include "scavenge.h"
 #include "stats.h"
 
 #define LIST_LIMIT ((uint64_t)1 << 30) /* longer lists are cycles */
@@ -623,12 +625,14 @@ static bool check_totals(bool settled) {
             (unsigned long long)atomic_load(&mheap_.pagecache_free), (unsigned long long)inuse,
             (unsigned long long)(mheap_.heap_sys / PAGE_SIZE));
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
-        REQUIRE(mheap_.spanalloc[k].inuse == cx.record_bytes[k],
-                "span records of kind %u: %llu bytes in use, live spans need %llu", k,
-                (unsigned long long)mheap_.spanalloc[k].inuse, (unsigned long long)cx.record_bytes[k]);
-    REQUIRE(mheap_.cachealloc.inuse == cx.ncaches * mheap_.cachealloc.size,
-            "cache records: %llu bytes in use for %llu caches", (unsigned long long)mheap_.cachealloc.inuse,
-            (unsigned long long)cx.ncaches);
+        REQUIRE(mheap_.spanalloc[k].inuse == cx.record_bytes[k] + mheap_.fork_leaked_records[k],
+                "span records of kind %u: %llu bytes in use, live spans need %llu (+%llu lost in a fork)", k,
+                (unsigned long long)mheap_.spanalloc[k].inuse, (unsigned long long)cx.record_bytes[k],
+                (unsigned long long)mheap_.fork_leaked_records[k]);
+    REQUIRE(mheap_.cachealloc.inuse == cx.ncaches * mheap_.cachealloc.size + mheap_.fork_leaked_caches,
+            "cache records: %llu bytes in use for %llu caches (+%llu lost in a fork)",
+            (unsigned long long)mheap_.cachealloc.inuse, (unsigned long long)cx.ncaches,
+            (unsigned long long)mheap_.fork_leaked_caches);
 
     static struct gm_memstats st; /* 1.7 KiB: kept off small thread stacks */
     memstats_read(&st, true);
@@ -660,6 +664,7 @@ static void sleep_ms(long ms) {
 int heap_check(unsigned mode, char *why, size_t cap) {
     if (!atomic_load_explicit(&malloc_initialised, memory_order_acquire)) return 0;
     bool quiescent = mode == HEAP_CHECK_QUIESCENT, settled = true;
+    if (quiescent) scavenge_pause(true);
     malloc_lock_all();
     /* Quiescent: let in-flight scavenger claims finish, so the bitmaps and
      * the OS counters agree (a claim holds pages across madvise). */
@@ -689,6 +694,7 @@ int heap_check(unsigned mode, char *why, size_t cap) {
         ok = ok && walk_pages() && check_totals(settled);
     }
     malloc_unlock_all();
+    if (quiescent) scavenge_pause(false);
     return ok ? 0 : -1;
 }
 

@@ -39,6 +39,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -78,8 +79,24 @@ void malloc_unlock_all(void) {
     mcache_fork_parent();
 }
 
-static void fork_prepare(void) { malloc_lock_all(); }
-static void fork_parent(void) { malloc_unlock_all(); }
+/* A scavenger run in flight (pages claimed, madvise under way) would never
+ * finish in the child: no new run starts, and the ones in flight are waited
+ * for (a run is at most 4 MiB; bounded at ~1 s, after which their pages
+ * stay claimed in the child). */
+static void fork_prepare(void) {
+    scavenge_pause(true);
+    malloc_lock_all();
+    for (int i = 0; i < 10000 && mheap_.pages.claimed_pages; i++) {
+        malloc_unlock_all();
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+        malloc_lock_all();
+    }
+}
+static void fork_parent(void) {
+    malloc_unlock_all();
+    scavenge_pause(false);
+}
 
 static void fork_child(void) {
     persistentalloc_reinit();
@@ -89,6 +106,7 @@ static void fork_child(void) {
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mutex_reinit(&mheap_.central[i].lock);
     scavenge_fork_child();
     mcache_fork_child();
+    scavenge_pause(false);
 }
 
 void malloc_init(void) {

@@ -234,3 +234,89 @@ void mheap_flush_pagecache(page_cache *pc) {
     atomic_fetch_sub_explicit(&mheap_.pagecache_free, n, memory_order_relaxed);
     atomic_fetch_sub_explicit(&mheap_.pagecache_scav, sc, memory_order_relaxed);
 }
+
+void mheap_for_each_span(void (*fn)(mspan *s, void *arg), void *arg) {
+    struct page_alloc *p = &mheap_.pages;
+    if (!p->end) return;
+    uintptr_t addr = p->start * CHUNK_BYTES, end = p->end * CHUNK_BYTES;
+    while (addr < end) {
+        heap_arena *ha = arena_of(addr);
+        if (!ha || ha->palloc != p) {
+            addr = round_down(addr, ARENA_BYTES) + ARENA_BYTES;
+            continue;
+        }
+        unsigned ci = (unsigned)((addr - ha->base) >> CHUNK_SHIFT);
+        if (!(ha->grown >> ci & 1)) {
+            addr = round_down(addr, CHUNK_BYTES) + CHUNK_BYTES;
+            continue;
+        }
+        uintptr_t page = (addr - ha->base) >> PAGE_SHIFT;
+        unsigned pi = (unsigned)(page % CHUNK_PAGES);
+        if (!(ha->chunks[ci].alloc[pi / 64] >> (pi % 64) & 1)) {
+            addr += PAGE_SIZE;
+            continue;
+        }
+        mspan *s = atomic_load_explicit(&ha->spans[page], memory_order_relaxed);
+        if (s && s->base == addr && fs_state(span_free_state(s)) != SPAN_DEAD) {
+            uintptr_t next = addr + s->npages * PAGE_SIZE; /* fn may free s */
+            fn(s, arg);
+            addr = next;
+        } else {
+            addr += PAGE_SIZE; /* a page cache's, or in flight */
+        }
+    }
+}
+
+/* The child after fork, once every span is consistent and every page cache
+ * flushed (mcache_fork_child): pages still in use that belong to no live
+ * span were being allocated or freed by threads that do not exist here;
+ * give them back. Span and cache records such threads held are lost:
+ * counted in fork_leaked_* so that heap_check's record totals still add up.
+ * pages_inuse is recounted from the live spans. Skipped (everything just
+ * stays allocated) if a scavenger claim was in flight at the fork. */
+static void count_live(mspan *s, void *arg) {
+    uint64_t *n = arg;
+    n[0] += s->npages;
+    n[1 + s->record_kind] += mheap_.spanalloc[s->record_kind].size;
+}
+
+void mheap_fork_reclaim(uint64_t ncaches) {
+    struct page_alloc *p = &mheap_.pages;
+    if (!p->end || p->claimed_pages) return;
+    uintptr_t addr = p->start * CHUNK_BYTES, end = p->end * CHUNK_BYTES, run = 0, run_pages = 0;
+    while (addr <= end) {
+        heap_arena *ha = addr < end ? arena_of(addr) : NULL;
+        bool orphan = false;
+        uintptr_t step = PAGE_SIZE;
+        if (ha && ha->palloc == p && (ha->grown >> ((addr - ha->base) >> CHUNK_SHIFT) & 1)) {
+            uintptr_t page = (addr - ha->base) >> PAGE_SHIFT;
+            unsigned ci = (unsigned)(page / CHUNK_PAGES), pi = (unsigned)(page % CHUNK_PAGES);
+            if (ha->chunks[ci].alloc[pi / 64] >> (pi % 64) & 1) {
+                mspan *s = atomic_load_explicit(&ha->spans[page], memory_order_relaxed);
+                if (s && s->base == addr && fs_state(span_free_state(s)) != SPAN_DEAD)
+                    step = s->npages * PAGE_SIZE;
+                else
+                    orphan = true;
+            }
+        } else if (addr < end) {
+            step = round_down(addr, CHUNK_BYTES) + CHUNK_BYTES - addr;
+        }
+        if (orphan) {
+            if (!run_pages) run = addr;
+            run_pages++;
+        } else if (run_pages) {
+            lock(&mheap_.lock);
+            pages_free(p, run, run_pages);
+            unlock(&mheap_.lock);
+            run_pages = 0;
+        }
+        addr += step;
+    }
+    uint64_t live[1 + SPAN_RECORD_KINDS] = {0};
+    mheap_for_each_span(count_live, live);
+    atomic_store_explicit(&mheap_.pages_inuse, live[0], memory_order_relaxed);
+    for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
+        mheap_.fork_leaked_records[k] = mheap_.spanalloc[k].inuse - live[1 + k];
+    mheap_.fork_leaked_caches = mheap_.cachealloc.inuse - ncaches * mheap_.cachealloc.size;
+}
+

@@ -33,6 +33,11 @@ struct mheap {
     sysstat heap_sys_stat;           /* the same, as an OS-layer purpose counter */
 
     mcentral central[NUM_SPAN_CLASSES];
+
+    /* Record bytes lost in a fork child: held by threads that were in the
+     * middle of creating a span or a cache (mheap_fork_reclaim). */
+    uint64_t fork_leaked_records[SPAN_RECORD_KINDS];
+    uint64_t fork_leaked_caches;
 };
 extern struct mheap mheap_;
 
@@ -50,5 +55,12 @@ bool mheap_grow_large(mspan *s, uintptr_t new_npages);
 void mheap_shrink_large(mspan *s, uintptr_t new_npages);
 /* Give a page cache's pages back (heap lock taken inside). */
 void mheap_flush_pagecache(page_cache *pc);
+/* Call fn on every live span (any state but DEAD), in address order; fn may
+ * free the span it is given. Only where nothing else can change the heap:
+ * the child after fork (single thread). */
+void mheap_for_each_span(void (*fn)(mspan *s, void *arg), void *arg);
+/* The child after fork: free pages held by no live span (see mheap.c);
+ * ncaches: the caches left. */
+void mheap_fork_reclaim(uint64_t ncaches);
 
 #endif /* GOMALLOC_MHEAP_H */

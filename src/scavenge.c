@@ -119,11 +119,23 @@ static void spend_tokens(uint64_t ns) {
 
 /* ---- Releasing ------------------------------------------------------------ */
 
+/* While > 0, no new run is claimed: scavenge() returns what it has done
+ * (it must not wait: its caller may hold the fallback cache lock, which
+ * fork_prepare takes). fork_prepare and heap_check pause claims and wait
+ * for the runs in flight to end (a run never finishes in a fork child, and
+ * holds pages that belong to nobody while it is in flight). */
+static _Atomic int claims_paused;
+
+void scavenge_pause(bool on) {
+    atomic_fetch_add_explicit(&claims_paused, on ? 1 : -1, memory_order_acq_rel);
+}
+
 size_t scavenge(size_t bytes, bool force) {
     size_t done = 0;
     uintptr_t cursor = UINTPTR_MAX;
     int saved = errno;
     while (done < bytes) {
+        if (atomic_load_explicit(&claims_paused, memory_order_acquire) > 0) break;
         size_t rem = bytes - done;
         uintptr_t want = rem / PAGE_SIZE + (rem % PAGE_SIZE != 0), n = 0;
         if (want > RUN_PAGES) want = RUN_PAGES;
@@ -304,6 +316,9 @@ static void inline_step(void) {
 
 void scavenge_poke(void) {
     if (options.scavenge == SCAVENGE_OFF || atomic_load_explicit(&scav.exiting, memory_order_relaxed)) return;
+    /* paused: fork in progress (never start a thread in the child's fork
+     * handler), or heap_check at work */
+    if (atomic_load_explicit(&claims_paused, memory_order_relaxed) > 0) return;
     if (options.scavenge == SCAVENGE_INLINE) {
         inline_step();
         return;
@@ -352,6 +367,9 @@ bool scavenge_check_limit(size_t ready_bytes) {
 void scavenge_fork_child(void) {
     /* The thread did not survive the fork: start another when needed. */
     mutex_reinit(&scav.lock);
+    /* fork_prepare's pause only (a heap_check that paused in another thread
+     * does not exist here); fork_child lifts it when the heap is repaired. */
+    atomic_store(&claims_paused, 1);
     atomic_store(&scav.thread_state, THREAD_NONE);
     atomic_store(&scav.sleeping, 0);
 }

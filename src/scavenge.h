@@ -34,6 +34,8 @@ extern _Atomic uint64_t memory_limit; /* UINT64_MAX: none */
 /* Give every thread's page cache back to the heap (any thread). */
 void scavenge_flush_page_caches(void);
 void scavenge_fork_child(void);
+/* Stop claiming new runs (nestable) / resume; runs in flight continue. */
+void scavenge_pause(bool on);
 void scavenge_shutdown(void);
 
 #endif /* GOMALLOC_SCAVENGE_H */
