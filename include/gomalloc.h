@@ -140,6 +140,20 @@ GM_EXPORT void gm_read_memstats(struct gm_memstats *stats);
 /* Print a readable table (json != 0: JSON) to the file descriptor fd. */
 GM_EXPORT void gm_print_stats(int fd, int json);
 
+/* ---- Debugging --------------------------------------------------------- */
+
+/* Check the consistency of the whole heap: page-allocator bitmaps and every
+ * level of summaries against a recomputation, page caches, mcentral lists,
+ * and with GM_CHECK_QUIESCENT also every page, span, object bitmap and
+ * thread cache, and the statistics against the objects actually live.
+ * Without the flag it may be called at any time (it takes every allocator
+ * lock, so other threads' slow paths wait); with it, no other thread may be
+ * inside an allocation function during the call. Returns 0, or -1 after
+ * printing the first broken invariant on stderr. Costs a walk over the heap
+ * metadata (milliseconds for a heap of hundreds of MiB). */
+#define GM_CHECK_QUIESCENT 1
+GM_EXPORT int gm_check_heap(int flags);
+
 #ifdef __cplusplus
 }
 #endif

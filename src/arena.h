@@ -22,6 +22,7 @@ struct heap_arena {
      * page allocator that grew this arena owns these; others read them as
      * fully in use (tests run private page allocators beside the heap's). */
     struct page_alloc *palloc;
+    uint16_t grown;                          /* chunks given to palloc, one bit each */
     palloc_sum arena_sum;                    /* level 3 of the radix tree */
     palloc_sum chunk_sum[CHUNKS_PER_ARENA];  /* level 4 */
     struct palloc_chunk chunks[CHUNKS_PER_ARENA];

@@ -50,8 +50,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "foreign.h"
 #include "gomalloc.h"
 #include "mcentral.h"
@@ -67,7 +69,9 @@ static mutex init_lock;
 
 /* ---- Start-up and fork --------------------------------------------------- */
 
-static void fork_prepare(void) {
+/* Take every allocator lock in the lock order (lock.h), and release them:
+ * the fork handlers and heap_check (check.c). */
+void malloc_lock_all(void) {
     mcache_fork_prepare();
     scavenge_run_lock();
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) lock(&mheap_.central[i].lock);
@@ -78,7 +82,7 @@ static void fork_prepare(void) {
     persistentalloc_lock();
 }
 
-static void fork_parent(void) {
+void malloc_unlock_all(void) {
     persistentalloc_unlock();
     unlock(&mheap_.cachealloc.lock);
     for (unsigned k = SPAN_RECORD_KINDS; k-- > 0;) unlock(&mheap_.spanalloc[k].lock);
@@ -89,6 +93,19 @@ static void fork_parent(void) {
     mcache_fork_parent();
 }
 
+/* malloc_lock_all holds the scavenger's run lock: no run is in flight
+ * across the fork (its pages would stay claimed forever in the child), and
+ * the pause keeps the child's fork handler from starting a scavenger thread
+ * while it repairs the heap. */
+static void fork_prepare(void) {
+    scavenge_pause(true);
+    malloc_lock_all();
+}
+static void fork_parent(void) {
+    malloc_unlock_all();
+    scavenge_pause(false);
+}
+
 static void fork_child(void) {
     persistentalloc_reinit();
     mutex_reinit(&mheap_.cachealloc.lock);
@@ -97,6 +114,7 @@ static void fork_child(void) {
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mutex_reinit(&mheap_.central[i].lock);
     scavenge_fork_child();
     mcache_fork_child();
+    scavenge_pause(false);
 }
 
 /* 0: not registered, 1: being registered, 2: done. */

@@ -55,6 +55,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "check.h"
 #include "malloc.h"
 #include "mcentral.h"
 #include "mheap.h"
@@ -510,6 +511,7 @@ void mcache_thread_exit(void *arg) {
     tls_state = THREAD_DEAD;
     mcache_release_all(c);
     delete_cache(c);
+    if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
     errno = saved;
 }
 
@@ -523,11 +525,12 @@ int mcache_init(void) {
     return 0;
 }
 
-void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5], uint32_t *nthreads) {
+void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5], uint32_t *nthreads,
+                      bool locked) {
     memset(out, 0, sizeof(struct class_stats) * NUM_SIZE_CLASSES);
     memset(large, 0, sizeof(uint64_t) * 5);
     uint32_t n = 0;
-    lock(&list_lock);
+    if (!locked) lock(&list_lock);
     for (mcache *c = all_caches; c; c = c->next) {
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
             unsigned i = spanclass_sizeclass((uint8_t)spc);
@@ -556,9 +559,12 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5
     large[1] += atomic_load_explicit(&orphan_stats.large_nfree, memory_order_relaxed);
     large[2] += atomic_load_explicit(&orphan_stats.large_alloc_bytes, memory_order_relaxed);
     large[3] += atomic_load_explicit(&orphan_stats.large_free_bytes, memory_order_relaxed);
-    unlock(&list_lock);
+    if (!locked) unlock(&list_lock);
     *nthreads = n;
 }
+
+mcache *mcache_list_locked(void) { return all_caches; }
+mcache *mcache_fallback(void) { return fallback; }
 
 /* ---- fork ------------------------------------------------------------ */
 
@@ -575,36 +581,163 @@ void mcache_fork_unlock_caches(void) {
     unlock(&list_lock);
 }
 
-/* Child: only the forking thread survives. The caches of the others will
- * never be used again: hand their spans back, then drop them. */
-/* A remote free that was flagging or pushing a span when the fork happened
- * will never finish in the child: drain what arrived, clear the rest. */
-static void clear_stale_notify(mcache *c) {
-    mcache_drain_notify(c);
+/* Child: only the forking thread survives; the caches of the others will
+ * never be used again. Their owners may have been anywhere when the fork
+ * happened, including between two steps of moving a span from one owned
+ * list to another (the span then on no list, or on a half-linked one), and
+ * remote frees may have been half done (bit set, count or notify push
+ * missing). So their lists are not walked: every span of the heap is
+ * (mheap_for_each_span), and each is made consistent:
+ *   - spans of the surviving caches (the forking thread's, the fallback's):
+ *     remote-free counts recounted from the bits, NOTIFY set and the span
+ *     on its owner's notify stack exactly when it has remote frees;
+ *   - spans of the dead caches: window written back, remote frees
+ *     absorbed, then unowned (partial, full) or freed (mcentral.c);
+ *   - unowned spans: counts recounted, a transition a remote free was
+ *     making finished.
+ * Objects on the dead caches' reuse stacks are freed first (tagged entries
+ * only: an entry being pushed or popped may be stale; they keep the tag,
+ * as every free object does). What the dead
+ * threads were allocating at the moment of the fork, and pages a scavenger
+ * had claimed, stay allocated: small leaks, never corruption. */
+static bool survivor(mcache *c) { return c == tls_cache || c == fallback; }
+
+static void fork_free_reuse(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-        if (c->k[spc].alloc != &emptyspan)
-            atomic_fetch_and_explicit(&c->k[spc].alloc->free_state, ~FS_NOTIFY, memory_order_relaxed);
-        for (mspan *s = c->partial[spc]; s; s = s->next)
-            atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_relaxed);
-        for (mspan *s = c->full[spc]; s; s = s->next)
-            atomic_fetch_and_explicit(&s->free_state, ~FS_NOTIFY, memory_order_relaxed);
+        struct cache_class *k = &c->k[spc];
+        uint32_t n = k->nreuse < REUSE_MAX ? k->nreuse : REUSE_MAX;
+        for (uint32_t i = 0; i < n; i++) {
+            void **p = k->reuse[i];
+            mspan *s = span_lookup((uintptr_t)p);
+            if (!s || span_owner(s) != c || fs_state(span_free_state(s)) != SPAN_CACHED || !s->elemsize ||
+                (uintptr_t)p < s->base || (uintptr_t)p >= s->limit || ((uintptr_t)p - s->base) % s->elemsize ||
+                !reuse_tagged(p))
+                continue;
+            uintptr_t idx = ((uintptr_t)p - s->base) / s->elemsize; /* stays tagged: free */
+            unsigned w = (unsigned)(idx >> 6);
+            span_set_alloc_word(s, w, span_alloc_word(s, w) & ~((uint64_t)1 << (idx & 63)));
+        }
+        k->nreuse = 0;
     }
+}
+
+static void fork_fix_span(mspan *s, void *arg) {
+    (void)arg;
+    unsigned st = fs_state(span_free_state(s));
+    if (st == SPAN_LARGE) {
+        /* a large span still being recorded in the arena index: its
+         * allocation never returns; finish the record and free it */
+        for (uintptr_t i = 1; i < s->npages; i++)
+            if (span_lookup(s->base + i * PAGE_SIZE) != s) {
+                arena_set_spans(s->base, s->npages, s);
+                uint64_t v = span_free_state(s);
+                atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_DEAD) + FS_GEN_ONE, memory_order_relaxed);
+                mheap_free_span(s);
+                break;
+            }
+        return;
+    }
+    if (st == SPAN_PARTIAL || st == SPAN_FULL) {
+        mcentral_fork_unowned(s);
+        return;
+    }
+    if (st != SPAN_CACHED) return;
+    mcache *o = span_owner(s);
+    if (survivor(o)) {
+        if (mcentral_fork_recount(s)) {
+            atomic_fetch_or_explicit(&s->free_state, FS_NOTIFY, memory_order_relaxed);
+            atomic_store_explicit(&s->notify_next, atomic_load_explicit(&o->notify, memory_order_relaxed),
+                                  memory_order_relaxed);
+            atomic_store_explicit(&o->notify, s, memory_order_relaxed);
+        }
+        return;
+    }
+    struct cache_class *k = &o->k[s->spanclass];
+    span_uncache_window(k, s); /* if it is k's current span */
+    mcentral_fork_orphan(s);
+}
+
+/* The dead threads' counters may have been torn mid-update (an object
+ * taken, its count not yet written): balance the books of the child against
+ * the objects its heap holds, through the orphan counters. */
+struct live_count {
+    uint64_t objs[NUM_SIZE_CLASSES];
+    uint64_t large_n, large_bytes;
+};
+
+static void count_objects(mspan *s, void *arg) {
+    struct live_count *t = arg;
+    if (fs_state(span_free_state(s)) == SPAN_LARGE) {
+        t->large_n++;
+        t->large_bytes += s->elemsize;
+        return;
+    }
+    uint64_t remote = 0;
+    for (unsigned w = 0; w < s->nwords; w++) remote += (uint64_t)__builtin_popcountll(span_remote_word(s, w));
+    t->objs[spanclass_sizeclass(s->spanclass)] += span_live_objects(s) - remote;
+}
+
+static void fork_balance_stats(void) {
+    static struct live_count t;
+    static struct class_stats have[NUM_SIZE_CLASSES];
+    memset(&t, 0, sizeof t);
+    mheap_for_each_span(count_objects, &t);
+    for (mcache *c = all_caches; c; c = c->next)
+        for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
+            t.objs[spanclass_sizeclass((uint8_t)spc)] -=
+                (uint64_t)__builtin_popcountll(c->k[spc].window) + c->k[spc].nreuse;
+    uint64_t large[5];
+    uint32_t n;
+    mcache_sum_stats(have, large, &n, true);
+    for (unsigned i = 1; i < NUM_SIZE_CLASSES; i++) {
+        uint64_t h = have[i].nmalloc - have[i].nfree;
+        if (t.objs[i] > h)
+            atomic_fetch_add_explicit(&orphan_stats.nmalloc[i], t.objs[i] - h, memory_order_relaxed);
+        else if (t.objs[i] < h)
+            atomic_fetch_add_explicit(&orphan_stats.nfree[i], h - t.objs[i], memory_order_relaxed);
+    }
+    uint64_t hn = large[0] - large[1], hb = large[2] - large[3];
+    if (t.large_n > hn) atomic_fetch_add_explicit(&orphan_stats.large_nmalloc, t.large_n - hn, memory_order_relaxed);
+    if (t.large_n < hn) atomic_fetch_add_explicit(&orphan_stats.large_nfree, hn - t.large_n, memory_order_relaxed);
+    if (t.large_bytes > hb)
+        atomic_fetch_add_explicit(&orphan_stats.large_alloc_bytes, t.large_bytes - hb, memory_order_relaxed);
+    if (t.large_bytes < hb)
+        atomic_fetch_add_explicit(&orphan_stats.large_free_bytes, hb - t.large_bytes, memory_order_relaxed);
 }
 
 void mcache_fork_child(void) {
     mutex_reinit(&fallback_lock);
     mutex_reinit(&list_lock);
     for (mcache *c = all_caches; c; c = c->next) mutex_reinit(&c->pcache_lock);
-    for (mcache *c = all_caches; c; c = c->next) clear_stale_notify(c);
+    for (mcache *c = all_caches; c; c = c->next) {
+        if (survivor(c))
+            atomic_store_explicit(&c->notify, NULL, memory_order_relaxed); /* rebuilt by the walk */
+        else
+            fork_free_reuse(c);
+    }
+    mheap_for_each_span(fork_fix_span, NULL);
     for (;;) {
         mcache *victim = NULL;
         for (mcache *c = all_caches; c; c = c->next)
-            if (c != tls_cache && c != fallback) {
+            if (!survivor(c)) {
                 victim = c;
                 break;
             }
         if (!victim) break;
-        mcache_release_all(victim);
+        for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+            victim->k[spc].alloc = &emptyspan;
+            victim->k[spc].window = 0;
+            victim->k[spc].window_word = NO_WINDOW;
+            victim->partial[spc] = victim->full[spc] = NULL;
+        }
+        atomic_store_explicit(&victim->notify, NULL, memory_order_relaxed);
+        flush_page_caches(victim); /* its page cache and large spans */
         delete_cache(victim);
     }
+    uint64_t ncaches = 0;
+    /* every page cache and large-span cache too: the reclaim below frees
+     * pages in use that belong to no live span (a cached large span is dead) */
+    for (mcache *c = all_caches; c; c = c->next, ncaches++) flush_page_caches(c);
+    mheap_fork_reclaim(ncaches);
+    fork_balance_stats();
 }

@@ -137,10 +137,16 @@ void mcache_release_all(mcache *c);
 /* Per-thread setup on first use; thread exit. */
 mcache *mcache_for_thread(void);
 void mcache_thread_exit(void *arg);
-/* Statistics: sum the counters of every live cache into *out. */
-/* large[]: mallocs, frees, bytes allocated, bytes freed, pages in the
- * large-span caches. */
-void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5], uint32_t *nthreads);
+/* Statistics: sum the counters of every live cache into *out (locked: the
+ * caller holds the cache list lock, see mcache_fork_lock_caches). large[]:
+ * mallocs, frees, bytes allocated, bytes freed, pages in the large-span
+ * caches. */
+void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5], uint32_t *nthreads,
+                      bool locked);
+/* heap_check (check.c): every live cache (the caller holds the list lock),
+ * and the shared cache of threads without one. */
+mcache *mcache_list_locked(void);
+mcache *mcache_fallback(void);
 /* Fork support. */
 void mcache_fork_prepare(void);
 void mcache_fork_parent(void);

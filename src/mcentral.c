@@ -34,6 +34,7 @@
 
 #include <sched.h>
 
+#include "check.h"
 #include "mcache.h"
 #include "mheap.h"
 #include "mspan.h"
@@ -47,11 +48,16 @@ void mcentral_init(mcentral *mc, uint8_t spanclass) {
     mc->nfull = 0;
 }
 
+/* mc->partial is written under mc->lock and read without it by
+ * mcentral_cache_span as a hint (is there anything to adopt?): relaxed
+ * atomic stores, so that read is not a data race. */
+static void set_partial_head(mcentral *mc, mspan *s) { __atomic_store_n(&mc->partial, s, __ATOMIC_RELAXED); }
+
 static void list_push(mcentral *mc, mspan *s) {
     s->prev = NULL;
     s->next = mc->partial;
     if (mc->partial) mc->partial->prev = s;
-    mc->partial = s;
+    set_partial_head(mc, s);
     mc->npartial++;
     s->place = PLACE_CENTRAL;
 }
@@ -60,7 +66,7 @@ static void list_remove(mcentral *mc, mspan *s) {
     if (s->prev)
         s->prev->next = s->next;
     else
-        mc->partial = s->next;
+        set_partial_head(mc, s->next);
     if (s->next) s->next->prev = s->prev;
     s->next = s->prev = NULL;
     mc->npartial--;
@@ -84,6 +90,11 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
         if (!s) {
             unlock(&mc->lock);
             break;
+        }
+        if (DEBUG_CHECKS) {
+            if (fs_state(span_free_state(s)) != SPAN_PARTIAL || s->place != PLACE_CENTRAL || span_owner(s))
+                throw("mcentral %u: adopting span %p that is not unowned and partial", spc, (void *)s->base);
+            span_check_unowned(s);
         }
         list_remove(mc, s);
         /* The owner first: a remote free that sees CACHED reads it to push
@@ -110,6 +121,12 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
 
 void mcentral_release(mspan *s, mcache *c) {
     mcentral *mc = &mheap_.central[s->spanclass];
+    if (DEBUG_CHECKS) {
+        if (span_owner(s) != c || fs_state(span_free_state(s)) != SPAN_CACHED || s->place != PLACE_NONE)
+            throw("mcentral_release: span %p is not owned by %p and off its lists (owner %p, place %u)",
+                  (void *)s->base, (void *)c, (void *)span_owner(s), s->place);
+        span_check(s);
+    }
     for (;;) {
         uint64_t v = span_free_state(s);
         if (v & FS_NOTIFY) {
@@ -127,7 +144,7 @@ void mcentral_release(mspan *s, mcache *c) {
             unlock(&mc->lock);
             continue;
         }
-        s->alloc_count = live;
+        __atomic_store_n(&s->alloc_count, live, __ATOMIC_RELAXED);
         int32_t cnt = fs_count(v);
         unsigned st;
         if (cnt == (int32_t)live)
@@ -146,6 +163,7 @@ void mcentral_release(mspan *s, mcache *c) {
             list_push(mc, s);
         else if (st == SPAN_FULL)
             mc->nfull++;
+        if (DEBUG_CHECKS && st != SPAN_DEAD) span_check_unowned(s);
         unlock(&mc->lock);
         if (st == SPAN_DEAD) mheap_free_span(s);
         return;
@@ -174,6 +192,7 @@ void mcentral_remote_transition(mspan *s, uint64_t seen) {
             if (!cas_state(s, &v, SPAN_PARTIAL, false)) continue;
             mc->nfull--;
             list_push(mc, s);
+            if (DEBUG_CHECKS) span_check_unowned(s);
         }
         break;
     }
@@ -190,3 +209,73 @@ void mcentral_notify_owner(mspan *s) {
     } while (!atomic_compare_exchange_weak_explicit(&o->notify, &head, s, memory_order_release,
                                                     memory_order_relaxed));
 }
+
+/* ---- The child after fork ---------------------------------------------------
+ *
+ * Only the forking thread survives a fork, and every lock-free operation
+ * other threads had under way is frozen wherever it was: a remote free
+ * that set its bit but did not count it (or did not push the span on its
+ * owner's notify stack, or did not make the last transition), an owner
+ * between two steps of moving a span between its lists. mcache_fork_child
+ * therefore does not trust the dead threads' caches: it walks every span
+ * (mheap_for_each_span) and calls these to make each one consistent. */
+
+/* Set the remote-free count of s to the remote bits it has. */
+static uint32_t recount_remote(mspan *s) {
+    uint32_t n = 0;
+    for (unsigned w = 0; w < s->nwords; w++) n += (uint32_t)__builtin_popcountll(span_remote_word(s, w));
+    uint64_t v = span_free_state(s);
+    v = (v & ~(FS_COUNT_MASK | FS_NOTIFY)) | (FS_COUNT_BIAS + n);
+    atomic_store_explicit(&s->free_state, v, memory_order_relaxed);
+    return n;
+}
+
+uint32_t mcentral_fork_recount(mspan *s) { return recount_remote(s); }
+
+void mcentral_fork_orphan(mspan *s) {
+    mcentral *mc = &mheap_.central[s->spanclass];
+    /* absorb every remote free, counted or not */
+    for (unsigned w = 0; w < s->nwords; w++) {
+        uint64_t r = atomic_exchange_explicit(&s->bits[2 * w + 1], 0, memory_order_relaxed);
+        span_set_alloc_word(s, w, span_alloc_word(s, w) & ~r);
+    }
+    uint32_t live = span_live_objects(s);
+    unsigned st = live == 0 ? SPAN_DEAD : live == s->nelems ? SPAN_FULL : SPAN_PARTIAL;
+    __atomic_store_n(&s->alloc_count, live, __ATOMIC_RELAXED);
+    atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+    atomic_store_explicit(&s->notify_next, NULL, memory_order_relaxed);
+    s->next = s->prev = NULL;
+    s->place = PLACE_NONE;
+    s->countdown = UINT32_MAX;
+    atomic_store_explicit(&s->free_state, fs_new_epoch(span_free_state(s), st, s->spanclass),
+                          memory_order_relaxed);
+    if (st == SPAN_PARTIAL)
+        list_push(mc, s);
+    else if (st == SPAN_FULL)
+        mc->nfull++;
+    else
+        mheap_free_span(s);
+}
+
+void mcentral_fork_unowned(mspan *s) {
+    mcentral *mc = &mheap_.central[s->spanclass];
+    unsigned st = fs_state(span_free_state(s));
+    uint32_t n = recount_remote(s);
+    if (n >= __atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)) {
+        /* its last remote free was under way */
+        if (st == SPAN_PARTIAL)
+            list_remove(mc, s);
+        else
+            mc->nfull--;
+        uint64_t v = span_free_state(s);
+        atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_DEAD) + FS_GEN_ONE, memory_order_relaxed);
+        mheap_free_span(s);
+    } else if (st == SPAN_FULL && n > 0) {
+        /* its first remote free was under way */
+        uint64_t v = span_free_state(s);
+        atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_PARTIAL), memory_order_relaxed);
+        mc->nfull--;
+        list_push(mc, s);
+    }
+}
+

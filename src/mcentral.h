@@ -32,4 +32,16 @@ void mcentral_remote_transition(mspan *s, uint64_t seen);
  * caller set NOTIFY while the span was owned). */
 void mcentral_notify_owner(mspan *s);
 
+/* The child after fork (single thread; see mcentral.c):
+ *   mcentral_fork_orphan   s was owned by a thread that does not exist in
+ *                          the child (its window already written back):
+ *                          absorb its remote frees, file it unowned or free it;
+ *   mcentral_fork_unowned  s is PARTIAL or FULL: count its remote frees
+ *                          exactly, finish the transition one was making;
+ *   mcentral_fork_recount  set s's remote-free count to its remote bits
+ *                          (clears NOTIFY); returns the count. */
+void mcentral_fork_orphan(mspan *s);
+void mcentral_fork_unowned(mspan *s);
+uint32_t mcentral_fork_recount(mspan *s);
+
 #endif /* GOMALLOC_MCENTRAL_H */

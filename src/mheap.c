@@ -54,6 +54,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "check.h"
 #include "mcache.h"
 #include "mspan.h"
 #include "options.h"
@@ -63,11 +64,11 @@
 
 struct mheap mheap_;
 
-static const uint8_t record_words[SPAN_RECORD_KINDS] = {0, 1, 2, 4, 8, 16};
+const uint8_t span_record_words[SPAN_RECORD_KINDS] = {0, 1, 2, 4, 8, 16};
 
-static unsigned record_kind_for(unsigned nwords) {
+unsigned span_record_kind(unsigned nwords) {
     unsigned k = 0;
-    while (record_words[k] < nwords) k++;
+    while (span_record_words[k] < nwords) k++;
     return k;
 }
 
@@ -76,12 +77,16 @@ int mheap_init(void) {
     if (pages_init(&mheap_.pages) != 0) return -1;
     for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
         fixalloc_init(&mheap_.spanalloc[k],
-                      round_up(offsetof(mspan, bits) + 2 * sizeof(uint64_t) * record_words[k], CACHE_LINE), 0,
+                      round_up(offsetof(mspan, bits) + 2 * sizeof(uint64_t) * span_record_words[k], CACHE_LINE), 0,
                       &metastats.mspan);
     fixalloc_init(&mheap_.cachealloc, sizeof(mcache), 1, &metastats.mcache);
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) mcentral_init(&mheap_.central[i], (uint8_t)i);
     return 0;
 }
+
+/* heap_sys is read without the heap lock by the scavenger's goal
+ * (scavenge.c): relaxed atomic stores, always under the heap lock. */
+static void add_heap_sys(uintptr_t n) { __atomic_store_n(&mheap_.heap_sys, mheap_.heap_sys + n, __ATOMIC_RELAXED); }
 
 /* Give [v, v+n) of the reservation to the page allocator, all or nothing
  * (heap lock held). */
@@ -89,7 +94,7 @@ static bool heap_add(uintptr_t v, uintptr_t n) {
     if (pages_grow_prepare(&mheap_.pages, v, n) != 0) return false;
     if (sys_map((void *)v, n, &mheap_.heap_sys_stat) != 0) return false;
     if (pages_grow(&mheap_.pages, v, n) != 0) throw("pages_grow failed after its summaries were mapped");
-    mheap_.heap_sys += n;
+    add_heap_sys(n);
     return true;
 }
 
@@ -135,7 +140,7 @@ static uintptr_t alloc_pages_locked(uintptr_t npages, uintptr_t align_pages, uin
 static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages) {
     unsigned cls = spanclass_sizeclass(spanclass);
     unsigned nwords = cls ? (class_to_nelems[cls] + 63u) / 64u : 0;
-    unsigned kind = record_kind_for(nwords);
+    unsigned kind = span_record_kind(nwords);
     mspan *s = fixalloc_alloc(&mheap_.spanalloc[kind]);
     if (!s) {
         errno = ENOMEM;
@@ -208,6 +213,7 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
     else
         span_init_large(s, spanclass, base, npages, needzero);
     arena_set_spans(base, npages, s);
+    if (DEBUG_CHECKS) span_check_new(s);
     atomic_fetch_add_explicit(&mheap_.pages_inuse, npages, memory_order_relaxed);
     return s;
 }
@@ -226,6 +232,7 @@ mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_
 void mheap_free_span(mspan *s) {
     uintptr_t base = s->base, npages = s->npages;
     if (fs_state(span_free_state(s)) != SPAN_DEAD) throw("freeing span %p that is not dead", (void *)base);
+    if (DEBUG_CHECKS) span_check_dead(s);
     lock(&mheap_.lock);
     pages_free(&mheap_.pages, base, npages);
     unlock(&mheap_.lock);
@@ -278,3 +285,89 @@ void mheap_flush_pagecache(page_cache *pc) {
     atomic_fetch_sub_explicit(&mheap_.pagecache_free, n, memory_order_relaxed);
     atomic_fetch_sub_explicit(&mheap_.pagecache_scav, sc, memory_order_relaxed);
 }
+
+void mheap_for_each_span(void (*fn)(mspan *s, void *arg), void *arg) {
+    struct page_alloc *p = &mheap_.pages;
+    if (!p->end) return;
+    uintptr_t addr = p->start * CHUNK_BYTES, end = p->end * CHUNK_BYTES;
+    while (addr < end) {
+        heap_arena *ha = arena_of(addr);
+        if (!ha || ha->palloc != p) {
+            addr = round_down(addr, ARENA_BYTES) + ARENA_BYTES;
+            continue;
+        }
+        unsigned ci = (unsigned)((addr - ha->base) >> CHUNK_SHIFT);
+        if (!(ha->grown >> ci & 1)) {
+            addr = round_down(addr, CHUNK_BYTES) + CHUNK_BYTES;
+            continue;
+        }
+        uintptr_t page = (addr - ha->base) >> PAGE_SHIFT;
+        unsigned pi = (unsigned)(page % CHUNK_PAGES);
+        if (!(ha->chunks[ci].alloc[pi / 64] >> (pi % 64) & 1)) {
+            addr += PAGE_SIZE;
+            continue;
+        }
+        mspan *s = atomic_load_explicit(&ha->spans[page], memory_order_relaxed);
+        if (s && s->base == addr && fs_state(span_free_state(s)) != SPAN_DEAD) {
+            uintptr_t next = addr + s->npages * PAGE_SIZE; /* fn may free s */
+            fn(s, arg);
+            addr = next;
+        } else {
+            addr += PAGE_SIZE; /* a page cache's, or in flight */
+        }
+    }
+}
+
+/* The child after fork, once every span is consistent and every page cache
+ * flushed (mcache_fork_child): pages still in use that belong to no live
+ * span were being allocated or freed by threads that do not exist here;
+ * give them back. Span and cache records such threads held are lost:
+ * counted in fork_leaked_* so that heap_check's record totals still add up.
+ * pages_inuse is recounted from the live spans. Skipped (everything just
+ * stays allocated) if a scavenger claim was in flight at the fork. */
+static void count_live(mspan *s, void *arg) {
+    uint64_t *n = arg;
+    n[0] += s->npages;
+    n[1 + s->record_kind] += mheap_.spanalloc[s->record_kind].size;
+}
+
+void mheap_fork_reclaim(uint64_t ncaches) {
+    struct page_alloc *p = &mheap_.pages;
+    if (!p->end || p->claimed_pages) return;
+    uintptr_t addr = p->start * CHUNK_BYTES, end = p->end * CHUNK_BYTES, run = 0, run_pages = 0;
+    while (addr <= end) {
+        heap_arena *ha = addr < end ? arena_of(addr) : NULL;
+        bool orphan = false;
+        uintptr_t step = PAGE_SIZE;
+        if (ha && ha->palloc == p && (ha->grown >> ((addr - ha->base) >> CHUNK_SHIFT) & 1)) {
+            uintptr_t page = (addr - ha->base) >> PAGE_SHIFT;
+            unsigned ci = (unsigned)(page / CHUNK_PAGES), pi = (unsigned)(page % CHUNK_PAGES);
+            if (ha->chunks[ci].alloc[pi / 64] >> (pi % 64) & 1) {
+                mspan *s = atomic_load_explicit(&ha->spans[page], memory_order_relaxed);
+                if (s && s->base == addr && fs_state(span_free_state(s)) != SPAN_DEAD)
+                    step = s->npages * PAGE_SIZE;
+                else
+                    orphan = true;
+            }
+        } else if (addr < end) {
+            step = round_down(addr, CHUNK_BYTES) + CHUNK_BYTES - addr;
+        }
+        if (orphan) {
+            if (!run_pages) run = addr;
+            run_pages++;
+        } else if (run_pages) {
+            lock(&mheap_.lock);
+            pages_free(p, run, run_pages);
+            unlock(&mheap_.lock);
+            run_pages = 0;
+        }
+        addr += step;
+    }
+    uint64_t live[1 + SPAN_RECORD_KINDS] = {0};
+    mheap_for_each_span(count_live, live);
+    atomic_store_explicit(&mheap_.pages_inuse, live[0], memory_order_relaxed);
+    for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
+        mheap_.fork_leaked_records[k] = mheap_.spanalloc[k].inuse - live[1 + k];
+    mheap_.fork_leaked_caches = mheap_.cachealloc.inuse - ncaches * mheap_.cachealloc.size;
+}
+

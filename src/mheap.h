@@ -12,6 +12,9 @@
 
 /* Span records come in kinds by bitmap size: 0, 1, 2, 4, 8, 16 words. */
 #define SPAN_RECORD_KINDS 6
+extern const uint8_t span_record_words[SPAN_RECORD_KINDS];
+/* The smallest record kind with room for nwords bitmap words. */
+unsigned span_record_kind(unsigned nwords);
 
 struct mheap {
     mutex lock; /* the heap lock: pages, growth, cur_arena, large stats */
@@ -24,10 +27,17 @@ struct mheap {
     _Atomic uint64_t pages_inuse;    /* pages of in-use spans */
     _Atomic uint64_t pagecache_free; /* pages held by per-thread page caches */
     _Atomic uint64_t pagecache_scav; /* ... of which scavenged */
-    uint64_t heap_sys;               /* bytes given to the page allocator (heap lock) */
+    uint64_t heap_sys;               /* bytes given to the page allocator (heap lock;
+                                        relaxed atomic stores, read without the lock
+                                        by the scavenger) */
     sysstat heap_sys_stat;           /* the same, as an OS-layer purpose counter */
 
     mcentral central[NUM_SPAN_CLASSES];
+
+    /* Record bytes lost in a fork child: held by threads that were in the
+     * middle of creating a span or a cache (mheap_fork_reclaim). */
+    uint64_t fork_leaked_records[SPAN_RECORD_KINDS];
+    uint64_t fork_leaked_caches;
 };
 extern struct mheap mheap_;
 
@@ -46,5 +56,12 @@ bool mheap_grow_large(mspan *s, uintptr_t new_npages);
 void mheap_shrink_large(mspan *s, uintptr_t new_npages);
 /* Give a page cache's pages back (heap lock taken inside). */
 void mheap_flush_pagecache(page_cache *pc);
+/* Call fn on every live span (any state but DEAD), in address order; fn may
+ * free the span it is given. Only where nothing else can change the heap:
+ * the child after fork (single thread). */
+void mheap_for_each_span(void (*fn)(mspan *s, void *arg), void *arg);
+/* The child after fork: free pages held by no live span (see mheap.c);
+ * ncaches: the caches left. */
+void mheap_fork_reclaim(uint64_t ncaches);
 
 #endif /* GOMALLOC_MHEAP_H */

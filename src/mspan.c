@@ -43,7 +43,7 @@ void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->div_mul = class_to_divmagic[cls];
     s->nelems = class_to_nelems[cls];
     s->countdown = UINT32_MAX;
-    s->alloc_count = 0;
+    __atomic_store_n(&s->alloc_count, 0, __ATOMIC_RELAXED);
     s->npages = npages;
     s->limit = base + (uintptr_t)s->nelems * s->elemsize;
     s->next = s->prev = NULL;
@@ -68,7 +68,7 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->div_mul = 0;
     s->nelems = 1;
     s->countdown = UINT32_MAX;
-    s->alloc_count = 1;
+    __atomic_store_n(&s->alloc_count, 1, __ATOMIC_RELAXED);
     s->npages = npages;
     s->limit = base + npages * PAGE_SIZE;
     s->next = s->prev = NULL;
@@ -99,7 +99,7 @@ static void load_window(struct cache_class *k, mspan *s, unsigned w, uint64_t fr
     }
     span_set_alloc_word(s, w, ~(uint64_t)0);
     k->alloc = s;
-    k->window = free;
+    __atomic_store_n(&k->window, free, __ATOMIC_RELAXED); /* read by mcache_sum_stats */
     k->window_base = s->base + (uintptr_t)w * 64 * s->elemsize;
     k->window_word = (uint16_t)w;
     stat_add(&k->nmalloc, popcount64(free));
@@ -183,7 +183,7 @@ void span_uncache_window(struct cache_class *k, mspan *s) {
     span_set_alloc_word(s, w, span_alloc_word(s, w) & ~k->window);
     uint64_t n = popcount64(k->window);
     __atomic_store_n(&k->nmalloc, __atomic_load_n(&k->nmalloc, __ATOMIC_RELAXED) - n, __ATOMIC_RELAXED);
-    k->window = 0;
+    __atomic_store_n(&k->window, 0, __ATOMIC_RELAXED);
     k->window_word = NO_WINDOW;
 }
 
@@ -235,7 +235,8 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const cha
         if (!(v & FS_NOTIFY)) mcentral_notify_owner(s);
         return;
     }
-    if (st == SPAN_FULL || (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)s->alloc_count))
+    if (st == SPAN_FULL ||
+        (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)))
         mcentral_remote_transition(s, nv);
 }
 

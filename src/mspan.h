@@ -114,7 +114,13 @@ struct mspan {
     uintptr_t limit;           /* base + nelems * elemsize */
     mspan *next, *prev;        /* owner's partial/full list or the mcentral partial list */
     mspan *_Atomic notify_next;/* link on the owner's notify stack */
-    uint32_t alloc_count;      /* live objects of an unowned span, at its release */
+    uint32_t alloc_count;      /* live objects of an unowned span, at its release.
+                                  Written under the mcentral lock before the state
+                                  CAS that publishes it (or at record setup); a
+                                  remote free reads it after its own CAS, possibly
+                                  after the record was reused (a later generation,
+                                  which mcentral_remote_transition rejects): relaxed
+                                  atomic accesses there */
     uint8_t needzero;          /* objects handed out may hold old data */
     uint8_t nwords;            /* 64-bit words per bitmap */
     uint8_t record_kind;       /* which record allocator this came from */

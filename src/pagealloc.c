@@ -69,6 +69,13 @@ static inline unsigned chunk_page_index(uintptr_t addr) {
     return (unsigned)((addr >> PAGE_SHIFT) & (CHUNK_PAGES - 1));
 }
 
+/* scav_pages is read without the heap lock by the scavenger's goal
+ * (scavenge.c compute_need, a heuristic): written with relaxed atomic
+ * stores (always under the heap lock), so that read is not a data race. */
+static inline void add_scav_pages(struct page_alloc *p, int64_t n) {
+    __atomic_store_n(&p->scav_pages, p->scav_pages + (uint64_t)n, __ATOMIC_RELAXED);
+}
+
 static inline struct palloc_chunk *chunk_of(uintptr_t ci) {
     heap_arena *ha = arena_of_chunk(ci);
     return &ha->chunks[ci % CHUNKS_PER_ARENA];
@@ -308,6 +315,34 @@ int pages_init(struct page_alloc *p) {
 
 /* ---- Updates (Go: pageAlloc.update) ------------------------------------ */
 
+/* Debug builds, after every update: the leaf summaries of the chunks of
+ * [base, limit] and every entry above them, up to the root, equal their
+ * recomputation (what pages_verify does for the whole tree). */
+static void check_path(struct page_alloc *p, uintptr_t base, uintptr_t limit) {
+    const unsigned leaf = SUMMARY_LEVELS - 1;
+    for (uintptr_t c = chunk_index(base); c <= chunk_index(limit); c++) {
+        palloc_sum want = chunk_summarize(chunk_of(c)->alloc), have = load_sum(p, leaf, c);
+        if (want != have)
+            throw("page allocator: chunk %p summary (%u,%u,%u) != bitmap (%u,%u,%u) after an update",
+                  (void *)chunk_base(c), sum_start(have), sum_max(have), sum_end(have), sum_start(want),
+                  sum_max(want), sum_end(want));
+    }
+    for (int l = (int)leaf - 1; l >= 0; l--) {
+        unsigned child_bits = level_bits[l + 1];
+        for (uintptr_t i = addr_to_level_index((unsigned)l, base); i <= addr_to_level_index((unsigned)l, limit); i++) {
+            palloc_sum children[16];
+            for (unsigned k = 0; k < 1u << child_bits; k++)
+                children[k] = load_sum(p, (unsigned)l + 1, (i << child_bits) + k);
+            palloc_sum want = merge_summaries(children, 1u << child_bits, level_log_pages[l + 1]);
+            palloc_sum have = load_sum(p, (unsigned)l, i);
+            if (want != have)
+                throw("page allocator: level %d entry %zu summary (%u,%u,%u) != merged (%u,%u,%u) after an update", l,
+                      (size_t)i, sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want),
+                      sum_end(want));
+        }
+    }
+}
+
 /* Recompute summaries after the bitmap of [base, base+npages) changed.
  * contig: the change was one contiguous alloc or free, so whole chunks in
  * the middle are known to be fully used (alloc) or fully free. */
@@ -346,6 +381,7 @@ static void update(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool 
             }
         }
     }
+    if (DEBUG_CHECKS) check_path(p, base, limit);
 }
 
 /* ---- Growth ----------------------------------------------------------- */
@@ -379,13 +415,14 @@ int pages_grow(struct page_alloc *p, uintptr_t base, uintptr_t size) {
     if (base < p->search_addr) p->search_addr = base;
     for (uintptr_t ci = chunk_index(base); ci < chunk_index(limit); ci++) {
         arena_of_chunk(ci)->palloc = p;
+        arena_of_chunk(ci)->grown |= (uint16_t)(1u << (ci % CHUNKS_PER_ARENA));
         struct palloc_chunk *c = chunk_of(ci);
         memset(c->alloc, 0, sizeof c->alloc);
         memset(c->scav, 0xff, sizeof c->scav);
     }
     uintptr_t npages = size / PAGE_SIZE;
     p->free_pages += npages;
-    p->scav_pages += npages;
+    add_scav_pages(p, (int64_t)npages);
     update(p, base, npages, true, false);
     return 0;
 }
@@ -493,7 +530,7 @@ static uintptr_t alloc_range(struct page_alloc *p, uintptr_t base, uintptr_t npa
         bits_set_range(ch->alloc, lo, n, true);
     }
     p->free_pages -= npages;
-    p->scav_pages -= scav;
+    add_scav_pages(p, -(int64_t)scav);
     update(p, base, npages, true, true);
     return scav;
 }
@@ -624,7 +661,7 @@ page_cache pages_alloc_to_cache(struct page_alloc *p) {
     ch->alloc[w] = ~(uint64_t)0; /* the scavenged bits stay: see pages_unalloc */
     unsigned n = (unsigned)__builtin_popcountll(c.cache);
     p->free_pages -= n;
-    p->scav_pages -= (unsigned)__builtin_popcountll(c.scav);
+    add_scav_pages(p, -(int64_t)__builtin_popcountll(c.scav));
     update(p, c.base, PAGE_CACHE_PAGES, false, true);
     /* Every page of the window now belongs to the cache; continue after it
      * (Go points at the window's last page so the address stays mapped). */
@@ -644,7 +681,7 @@ void pagecache_flush(struct page_alloc *p, page_cache *c) {
     ch->alloc[w] &= ~c->cache;
     ch->scav[w] = (ch->scav[w] & ~c->cache) | c->scav;
     p->free_pages += (unsigned)__builtin_popcountll(c->cache);
-    p->scav_pages += (unsigned)__builtin_popcountll(c->scav);
+    add_scav_pages(p, __builtin_popcountll(c->scav));
     if (c->base < p->search_addr) p->search_addr = c->base;
     update(p, c->base, PAGE_CACHE_PAGES, false, false);
     *c = (page_cache){0, 0, 0};
@@ -744,10 +781,13 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
 void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool released) {
     struct palloc_chunk *ch = chunk_of(chunk_index(base));
     unsigned lo = chunk_page_index(base);
+    if (DEBUG_CHECKS && (p->claimed_pages < npages || bits_count_range(ch->alloc, lo, (unsigned)npages) != npages))
+        throw("page allocator: giving back %zu scavenged pages at %p that were not claimed", (size_t)npages,
+              (void *)base);
     bits_set_range(ch->alloc, lo, (unsigned)npages, false);
     if (released) bits_set_range(ch->scav, lo, (unsigned)npages, true);
     p->free_pages += npages;
-    if (released) p->scav_pages += npages;
+    if (released) add_scav_pages(p, (int64_t)npages);
     p->claimed_pages -= npages;
     if (base < p->search_addr) p->search_addr = base;
     update(p, base, npages, true, false);
@@ -755,8 +795,16 @@ void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npag
 
 /* ---- Consistency check ------------------------------------------------ */
 
-void pages_check(struct page_alloc *p) {
-    if (!p->end) return;
+/* Recompute every summary from the bitmaps and compare; count free and
+ * scavenged pages. Returns 0, or -1 with the first mismatch described in
+ * why. Heap lock held (or the test's exclusive use of p). */
+int pages_verify(struct page_alloc *p, char *why, size_t cap) {
+#define BAD(...)                                                                                           \
+    do {                                                                                                   \
+        format_buf(why, cap, __VA_ARGS__);                                                                 \
+        return -1;                                                                                         \
+    } while (0)
+    if (!p->end) return 0;
     uintptr_t free_pages = 0, scav_pages = 0;
     for (uintptr_t ci = p->start; ci < p->end; ci++) {
         heap_arena *ha = arena_of_chunk(ci);
@@ -766,11 +814,15 @@ void pages_check(struct page_alloc *p) {
         palloc_sum have = load_sum(p, SUMMARY_LEVELS - 1, ci);
         /* Chunks never grown have every bit set and summary 0. */
         if (want != have)
-            throw("pages_check: chunk %p summary (%u,%u,%u) != bitmap (%u,%u,%u)", (void *)chunk_base(ci),
-                  sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+            BAD("pages: chunk %p summary (%u,%u,%u) != bitmap (%u,%u,%u)", (void *)chunk_base(ci), sum_start(have),
+                sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+        bool grown = ha->grown >> (ci % CHUNKS_PER_ARENA) & 1;
         for (unsigned w = 0; w < CHUNK_PAGES / 64; w++) {
             free_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w]);
             scav_pages += (uintptr_t)__builtin_popcountll(~ch->alloc[w] & ch->scav[w]);
+            /* scavenged bits of pages in use are stale (pages_unalloc) */
+            if (!grown && ~ch->alloc[w])
+                BAD("pages: chunk %p was never grown but has free pages", (void *)chunk_base(ci));
         }
     }
     for (int l = SUMMARY_LEVELS - 2; l >= 0; l--) {
@@ -793,11 +845,18 @@ void pages_check(struct page_alloc *p) {
             palloc_sum want = merge_summaries(children, n, level_log_pages[l + 1]);
             palloc_sum have = load_sum(p, (unsigned)l, i);
             if (want != have)
-                throw("pages_check: level %d entry %zu summary (%u,%u,%u) != merged (%u,%u,%u)", l, (size_t)i,
-                      sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
+                BAD("pages: level %d entry %zu summary (%u,%u,%u) != merged (%u,%u,%u)", l, (size_t)i,
+                    sum_start(have), sum_max(have), sum_end(have), sum_start(want), sum_max(want), sum_end(want));
         }
     }
     if (free_pages != p->free_pages || scav_pages != p->scav_pages)
-        throw("pages_check: bitmaps hold %zu free (%zu scavenged) pages, counters say %zu (%zu)",
-              (size_t)free_pages, (size_t)scav_pages, (size_t)p->free_pages, (size_t)p->scav_pages);
+        BAD("pages: bitmaps hold %zu free (%zu scavenged) pages, counters say %zu (%zu)", (size_t)free_pages,
+            (size_t)scav_pages, (size_t)p->free_pages, (size_t)p->scav_pages);
+#undef BAD
+    return 0;
+}
+
+void pages_check(struct page_alloc *p) {
+    char why[256];
+    if (pages_verify(p, why, sizeof why) != 0) throw("%s", why);
 }

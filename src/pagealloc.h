@@ -67,10 +67,10 @@ struct page_alloc {
     uintptr_t search_addr;            /* no free page below this address */
     uintptr_t start, end;             /* chunk indices with memory: [start, end) */
     uint64_t free_pages;              /* free pages in the bitmaps (not in page caches) */
-    uint64_t scav_pages;              /* free pages that are scavenged */
-    uint64_t claimed_pages;           /* free pages claimed by the scavenger while it
-                                         releases them (marked in use in the bitmaps,
-                                         counted in neither of the above) */
+    uint64_t scav_pages;              /* free pages that are scavenged (relaxed atomic
+                                         stores: the scavenger reads it unlocked) */
+    uint64_t claimed_pages;           /* pages claimed by scavengers and not yet given
+                                         back: in use in the bitmaps, free to the heap */
 };
 
 #define SEARCH_ADDR_MAX UINTPTR_MAX
@@ -114,7 +114,11 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
  * not scavenged: the OS refused to release it). */
 void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool released);
 
-/* Consistency check of every summary against its recomputation. */
+/* Consistency check of every summary against its recomputation, of the
+ * free and scavenged counters against the bitmaps, and of the scavenged
+ * bits (free pages only). pages_verify returns 0 or -1 with the first
+ * problem written into why; pages_check throws. */
+int pages_verify(struct page_alloc *p, char *why, size_t cap);
 void pages_check(struct page_alloc *p);
 
 /* Lock-free, owner only. */

@@ -58,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "gomalloc.h"
 #include "malloc.h"
 #include "mcache.h"
@@ -127,11 +128,22 @@ static void spend_tokens(uint64_t ns) {
 
 /* ---- Releasing ------------------------------------------------------------ */
 
+/* While > 0, no new run is claimed (scavenge() returns what it has done)
+ * and no scavenger thread is started: a fork in progress, in the parent and
+ * in the child until its heap is repaired. Runs in flight are excluded by
+ * scav.run (fork_prepare holds it). */
+static _Atomic int claims_paused;
+
+void scavenge_pause(bool on) {
+    atomic_fetch_add_explicit(&claims_paused, on ? 1 : -1, memory_order_acq_rel);
+}
+
 size_t scavenge(size_t bytes, bool force) {
     size_t done = 0;
     uintptr_t cursor = UINTPTR_MAX;
     int saved = errno;
     while (done < bytes) {
+        if (atomic_load_explicit(&claims_paused, memory_order_acquire) > 0) break;
         size_t rem = bytes - done;
         uintptr_t want = rem / PAGE_SIZE + (rem % PAGE_SIZE != 0), n = 0;
         if (want > RUN_PAGES) want = RUN_PAGES;
@@ -175,8 +187,10 @@ void scavenge_run_unlock(void) { unlock(&scav.run); }
 
 EXPORT size_t gm_release_memory(void) {
     if (!malloc_init()) return 0;
+    if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
     scavenge_flush_page_caches();
     size_t n = scavenge(SIZE_MAX, true);
+    if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
     if (options.verbose) print_err("gomalloc: released %zu KiB to the OS\n", n >> 10);
     return n;
 }
@@ -222,8 +236,13 @@ static struct need compute_need(void) {
     unlock(&scav.lock);
     n.decaying = peak > inuse + GOAL_SLACK;
     uint64_t goal = peak + peak / 10 + GOAL_SLACK;
-    uint64_t released = (mheap_.pages.scav_pages + atomic_load(&mheap_.pagecache_scav)) * PAGE_SIZE;
-    uint64_t retained = mheap_.heap_sys > released ? mheap_.heap_sys - released : 0;
+    /* Read without the heap lock: a heuristic, close enough (both are
+     * stored with relaxed atomics, see pagealloc.c and mheap.c). */
+    uint64_t released = (__atomic_load_n(&mheap_.pages.scav_pages, __ATOMIC_RELAXED) +
+                         atomic_load_explicit(&mheap_.pagecache_scav, memory_order_relaxed)) *
+                        PAGE_SIZE;
+    uint64_t heap_sys = __atomic_load_n(&mheap_.heap_sys, __ATOMIC_RELAXED);
+    uint64_t retained = heap_sys > released ? heap_sys - released : 0;
     if (retained > goal) n.bytes = retained - goal;
     n.pending = n.bytes || (n.decaying && retained > inuse + inuse / 10 + GOAL_SLACK);
     uint64_t limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
@@ -325,6 +344,9 @@ static void inline_step(void) {
 
 void scavenge_poke(void) {
     if (options.scavenge == SCAVENGE_OFF || atomic_load_explicit(&scav.exiting, memory_order_relaxed)) return;
+    /* paused: fork in progress (never start a thread in the child's fork
+     * handler) */
+    if (atomic_load_explicit(&claims_paused, memory_order_relaxed) > 0) return;
     if (options.scavenge == SCAVENGE_INLINE) {
         inline_step();
         return;
@@ -374,6 +396,9 @@ void scavenge_fork_child(void) {
     /* The thread did not survive the fork: start another when needed. */
     mutex_reinit(&scav.lock);
     mutex_reinit(&scav.run);
+    /* fork_prepare's pause only (a pause taken in another thread does not
+     * exist here); fork_child lifts it when the heap is repaired. */
+    atomic_store(&claims_paused, 1);
     atomic_store(&scav.thread_state, THREAD_NONE);
     atomic_store(&scav.sleeping, 0);
 }

@@ -37,6 +37,8 @@ void scavenge_flush_page_caches(void);
 void scavenge_run_lock(void);
 void scavenge_run_unlock(void);
 void scavenge_fork_child(void);
+/* Stop claiming new runs (nestable) / resume; runs in flight continue. */
+void scavenge_pause(bool on);
 void scavenge_shutdown(void);
 
 #endif /* GOMALLOC_SCAVENGE_H */

@@ -26,7 +26,8 @@
  * Reading takes the heap lock and the cache-list lock briefly, and holds
  * off the scavenger's runs (so the scavenger alone never makes a snapshot
  * inexact); it does not stop other threads, so a snapshot taken while they
- * allocate is close, not exact.
+ * allocate is close, not exact. heap_check (check.c) reads with every lock
+ * held, the run lock included (memstats_read(st, true)).
  */
 #include "stats.h"
 
@@ -46,12 +47,17 @@
 EXPORT void gm_read_memstats(struct gm_memstats *st) {
     memset(st, 0, sizeof *st);
     if (!malloc_init()) return; /* start-up refused: nothing to count yet */
+    memstats_read(st, false);
+}
+
+void memstats_read(struct gm_memstats *st, bool locked) {
+    memset(st, 0, sizeof *st);
     /* No scavenging run in flight while the heap and OS numbers are read. */
-    scavenge_run_lock();
+    if (!locked) scavenge_run_lock();
     struct class_stats cls[NUM_SIZE_CLASSES];
     uint64_t large[5];
     uint32_t nthreads;
-    mcache_sum_stats(cls, large, &nthreads);
+    mcache_sum_stats(cls, large, &nthreads, locked);
 
     st->num_size_classes = NUM_SIZE_CLASSES;
     for (unsigned i = 1; i < NUM_SIZE_CLASSES; i++) {
@@ -81,27 +87,28 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
 
     /* The page counts and the OS state counters are read together under
      * the heap lock, and no scavenger run is between its claim and its
-     * release (scavenge_run_lock above: its pages would be neither free nor
-     * in use to the page allocator, and may already be Prepared to the OS):
-     * a snapshot of a heap nobody else allocates from obeys the identities
+     * release (the run lock: its pages would be neither free nor in use to
+     * the page allocator, and may already be Prepared to the OS): a
+     * snapshot of a heap nobody else allocates from obeys the identities
      * exactly, even with the background scavenger at work. */
-    lock(&mheap_.lock);
+    if (!locked) lock(&mheap_.lock);
     uint64_t free_pages = mheap_.pages.free_pages + mheap_.pages.claimed_pages;
     uint64_t scav_pages = mheap_.pages.scav_pages;
     st->heap_sys = mheap_.heap_sys;
     st->os_reserved = atomic_load_explicit(&os_stats.reserved, memory_order_relaxed);
     st->os_prepared = atomic_load_explicit(&os_stats.prepared, memory_order_relaxed);
     st->os_ready = atomic_load_explicit(&os_stats.ready, memory_order_relaxed);
-    unlock(&mheap_.lock);
+    if (!locked) unlock(&mheap_.lock);
     free_pages += atomic_load_explicit(&mheap_.pagecache_free, memory_order_relaxed) + large[4];
     scav_pages += atomic_load_explicit(&mheap_.pagecache_scav, memory_order_relaxed);
     st->heap_inuse = (atomic_load_explicit(&mheap_.pages_inuse, memory_order_relaxed) - large[4]) * PAGE_SIZE;
     st->heap_idle = free_pages * PAGE_SIZE; /* free in the page allocator, page caches, large-span caches */
     st->heap_released = scav_pages * PAGE_SIZE;
 
-    for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++) st->mspan_inuse += fixalloc_inuse(&mheap_.spanalloc[k]);
+    for (unsigned k = 0; k < SPAN_RECORD_KINDS; k++)
+        st->mspan_inuse += locked ? mheap_.spanalloc[k].inuse : fixalloc_inuse(&mheap_.spanalloc[k]);
     st->mspan_sys = sysstat_load(&metastats.mspan);
-    st->mcache_inuse = fixalloc_inuse(&mheap_.cachealloc);
+    st->mcache_inuse = locked ? mheap_.cachealloc.inuse : fixalloc_inuse(&mheap_.cachealloc);
     st->mcache_sys = sysstat_load(&metastats.mcache);
     st->other_sys = sysstat_load(&metastats.arena) + sysstat_load(&metastats.pagealloc) +
                     sysstat_load(&metastats.other);
@@ -111,7 +118,7 @@ EXPORT void gm_read_memstats(struct gm_memstats *st) {
     st->scavenge_cpu_ns = atomic_load_explicit(&scavenge_stats.work_ns, memory_order_relaxed);
     st->scavenger_thread_ns = atomic_load_explicit(&scavenge_stats.background_ns, memory_order_relaxed);
     st->memory_limit = atomic_load_explicit(&memory_limit, memory_order_relaxed);
-    scavenge_run_unlock();
+    if (!locked) scavenge_run_unlock();
 }
 
 int stats_check_identities(const struct gm_memstats *st, char *why, size_t cap) {

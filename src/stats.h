@@ -6,6 +6,11 @@
 
 #include "gomalloc.h"
 
+#include <stdbool.h>
+
+/* gm_read_memstats; locked: the caller holds the cache list lock, the heap
+ * lock and the span-record locks (malloc_lock_all). */
+void memstats_read(struct gm_memstats *st, bool locked);
 /* Print the statistics as GOMALLOC_STATS asks (called at exit). */
 void stats_at_exit(void);
 /* Check the identities between the numbers; returns 0 or writes a

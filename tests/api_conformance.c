@@ -659,6 +659,19 @@ TEST(free_sized_c23) {
     }
     fs(NULL, 0);
     fs(NULL, 100);
+    /* realloc may keep a block for a smaller size, which is then the size
+     * free_sized gets (the size passed to the function that returned it) */
+    for (size_t n = 1; n <= 70000; n += n < 1024 ? 1 : 97) {
+        for (size_t k = 1; k <= 3; k++) {
+            size_t m = n * k / 4 + 1;
+            void *q = realloc(malloc(n), m);
+            CHECK(q != NULL);
+            ((volatile char *)q)[m - 1] = 1;
+            errno = 97;
+            fs(hide(q), m);
+            CHECKF(errno == 97, "free_sized changed errno");
+        }
+    }
     for (size_t a = 8; a <= 2 * MiB; a *= 2) {
         size_t sizes[] = {a, 3 * a, a + 5};
         for (int k = 0; k < 3; k++) {
@@ -669,6 +682,10 @@ TEST(free_sized_c23) {
             fas(hide(p), a, sizes[k]);
             CHECK(errno == 98);
         }
+        /* size 0 (a large alignment gets one page) */
+        void *p = aligned_alloc(a, 0);
+        CHECK(p != NULL && (uintptr_t)p % a == 0);
+        fas(hide(p), a, 0);
     }
     fas(NULL, 64, 0);
 }

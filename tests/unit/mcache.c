@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 
+#include "check.h"
 #include "malloc.h"
 #include "mcentral.h"
 #include "mheap.h"
@@ -18,11 +19,14 @@
 
 static mspan *span_of_ptr(void *p) { return span_lookup((uintptr_t)p); }
 
+/* The statistics identities, and (every caller runs with no other thread
+ * alive) the whole-heap invariant check. */
 static int identities_hold(void) {
     struct gm_memstats st;
-    char why[256];
+    char why[512];
     gm_read_memstats(&st);
     CHECKR(stats_check_identities(&st, why, sizeof why) == 0, "%s", why);
+    CHECKR(heap_check(HEAP_CHECK_QUIESCENT, why, sizeof why) == 0, "%s", why);
     return 1;
 }
 
