@@ -8,16 +8,23 @@
  */
 #include "lock.h"
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* errno is the caller's: a wait that finds the value changed fails with
+ * EAGAIN (or EINTR), and free must never change errno. */
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+    int saved = errno;
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+    errno = saved;
 }
 
 static void futex_wake(_Atomic uint32_t *addr) {
+    int saved = errno;
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
 }
 
 static inline void cpu_relax(void) {
