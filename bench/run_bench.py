@@ -195,6 +195,8 @@ def allocator_list(args):
     gm = os.path.abspath(args.gomalloc) if args.gomalloc else ""
     if gm and os.path.exists(gm):
         allocs.append(("gomalloc", gm))
+        if args.secure:
+            allocs.append(("gomalloc-secure", gm))
     else:
         notes.append("gomalloc library not found at `%s`: peers only." % gm)
     ld = libdir()
@@ -225,10 +227,15 @@ def base_env():
     return env
 
 
-def alloc_env(env, path):
+# Variants: the same library with options (GOMALLOC_SECURE=1: --secure).
+VARIANT_ENV = {"gomalloc-secure": {"GOMALLOC_SECURE": "1"}}
+
+
+def alloc_env(env, path, name=""):
     e = dict(env)
     if path:
         e["LD_PRELOAD"] = path
+    e.update(VARIANT_ENV.get(name, {}))
     return e
 
 
@@ -237,7 +244,7 @@ def probe(allocs, env):
     info = os.path.join(BUILD, "allocinfo")
     versions = {}
     for name, path in allocs:
-        r = run_once([info], alloc_env(env, path), 30)
+        r = run_once([info], alloc_env(env, path, name), 30)
         if not r.ok:
             sys.exit("run_bench: allocinfo failed under %s: %s" % (name, r.err))
         lib, _, ver = r.out.partition("\t")
@@ -481,7 +488,7 @@ def memory_return(allocs, env, quick, timeout):
     argv = [os.path.join(BUILD, "memret"), str(mib)]
     rows, sums = [], set()
     for a, path in allocs:
-        e = alloc_env(env, path)
+        e = alloc_env(env, path, a)
         r = run_once(argv, e, timeout)
         m = re.search(r"memret-rss peak=(\d+) free=(\d+) t1=(\d+) t3=(\d+) trim=(\d+)", r.err or "")
         if not r.ok or not m:
@@ -512,6 +519,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated workload names, groups or globs")
     ap.add_argument("--reps", type=int, default=0, help="repetitions (default 5, quick 3)")
     ap.add_argument("--allocs", default="", help="comma-separated allocators (default: all found)")
+    ap.add_argument("--secure", action="store_true",
+                    help="also gomalloc-secure: the same library with GOMALLOC_SECURE=1")
     ap.add_argument("--check", action="store_true",
                     help="run each workload once per allocator at 1/20 size and only verify results")
     ap.add_argument("--timeout", type=int, default=0, help="seconds per run (default 300, quick 120)")
@@ -569,7 +578,7 @@ def main():
             for a, path in order:
                 if (w["name"], a) in dead:
                     continue
-                e = alloc_env(env, path)
+                e = alloc_env(env, path, a)
                 e.update(w["env"])
                 r = run_once(argv, e, args.timeout)
                 runs.setdefault((w["name"], a), []).append(r)

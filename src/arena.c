@@ -14,6 +14,8 @@
  * Go <= 1.10 layout: one large contiguous reservation made up front, from
  * which arenas are carved in order (the heap is then one range).
  *
+ * GOMALLOC_SECURE=1 puts every hint at a random address (secure.c).
+ *
  * Index: a flat array of 2^(HEAP_ADDR_BITS-26) record pointers (Go's
  * single-level L2 map on amd64) in zero-initialised static memory, demand
  * paged by the kernel: only the entries near the heap are ever touched.
@@ -42,6 +44,7 @@
 #include "options.h"
 #include "os.h"
 #include "print.h"
+#include "secure.h"
 
 heap_arena *_Atomic arena_index[ARENA_INDEX_LEN] __attribute__((visibility("hidden")));
 heap_arena *_Atomic all_arenas;
@@ -59,6 +62,12 @@ static struct {
 static void init_hints(void) {
     /* Go (malloc.go, mallocinit): 0x00c0<<32 | i<<40 for i = 0..0x3f. */
     for (unsigned i = 0; i < NUM_HINTS; i++) state.hints[i] = (uintptr_t)0x00c0 << 32 | (uintptr_t)i << 40;
+    if (options.secure) {
+        /* Secure mode: every hint at a random arena-aligned address in
+         * [1 TiB, 64 TiB), so the heap base differs from run to run. */
+        for (unsigned i = 0; i < NUM_HINTS; i++)
+            state.hints[i] = secure_random_address((uintptr_t)1 << 40, (uintptr_t)1 << 46, ARENA_BYTES);
+    }
     state.initialised = true;
 }
 

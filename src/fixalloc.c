@@ -15,6 +15,11 @@
  * Accounting: chunk bytes are counted in metastats.other when mapped, and
  * move to the caller's purpose counter as they are handed out.
  *
+ * Secure mode (GOMALLOC_SECURE=1): every chunk, and every large piece,
+ * lies between two inaccessible guard pages (sys_alloc_guarded), so a
+ * linear overrun out of the metadata faults instead of corrupting a
+ * neighbour.
+ *
  * Out of memory: when the OS refuses a 256 KiB chunk, persistentalloc tries
  * once more with just the pages the request needs, then returns NULL;
  * fixalloc_alloc returns NULL too, and nothing has changed (a chunk's
@@ -24,6 +29,7 @@
 
 #include <string.h>
 
+#include "options.h"
 #include "print.h"
 
 struct metastats metastats;
@@ -46,12 +52,13 @@ void *persistentalloc(size_t size, size_t align, sysstat *stat) {
     if (size >= 64 << 10) {
         /* Large metadata (arena records) comes straight from the OS. */
         size_t n = (size + phys_page_size - 1) & ~(phys_page_size - 1);
-        return sys_alloc(n, stat);
+        return options.secure ? sys_alloc_guarded(n, stat) : sys_alloc(n, stat);
     }
     lock(&persistent.lock);
     uintptr_t p = (persistent.base + align - 1) & ~(uintptr_t)(align - 1);
     if (!persistent.base || p + size > persistent.base + persistent.left) {
-        void *chunk = sys_alloc(persistent_chunk, &metastats.other);
+        void *chunk = options.secure ? sys_alloc_guarded(persistent_chunk, &metastats.other)
+                                     : sys_alloc(persistent_chunk, &metastats.other);
         if (!chunk) {
             /* Near the limit a mapping of just this request may still fit;
              * the current chunk keeps its tail for smaller requests. */

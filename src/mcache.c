@@ -61,6 +61,7 @@
 #include "mheap.h"
 #include "options.h"
 #include "print.h"
+#include "secure.h"
 
 mcache mcache_empty = {.k = {[0 ... NUM_SPAN_CLASSES - 1] = {.alloc = &emptyspan, .window_word = NO_WINDOW}}};
 __thread mcache *tls_cache __attribute__((tls_model("initial-exec"))) = &mcache_empty;
@@ -185,6 +186,7 @@ uintptr_t reuse_tag;
 uint32_t reuse_limit_of(uint8_t spc) {
     unsigned size = class_to_size[spanclass_sizeclass(spc)];
     if (size < 16 || !(spc & 1)) return 0; /* the scan classes are the GC mode's */
+    if (options.secure) return 0;          /* every free through the bitmaps (secure.c) */
     unsigned n = (32u << 10) / size;
     return n < 2 ? 2 : n > REUSE_MAX ? REUSE_MAX : n;
 }
@@ -214,6 +216,7 @@ void mcache_free_local(mcache *c, mspan *s, void *ptr) {
     struct cache_class *k = &c->k[s->spanclass];
     if (!k->reuse_limit) {
         stat_add(&c->counts[s->spanclass].nfree, 1);
+        if (unlikely(options.secure) && s->elemsize >= 16) secure_poison(s, (uintptr_t)ptr);
         if (s->elemsize >= 16) ((uintptr_t *)ptr)[1] = reuse_tag ^ (uintptr_t)ptr; /* free: tagged (mspan.h) */
         free_to_span(c, s, (uintptr_t)ptr);
         return;

@@ -21,7 +21,9 @@
 
 #include "mcache.h"
 #include "mcentral.h"
+#include "options.h"
 #include "print.h"
+#include "secure.h"
 
 mspan emptyspan; /* owner NULL, nelems 0 */
 
@@ -86,17 +88,24 @@ uintptr_t span_object_at(mspan *s, unsigned idx) { return s->base + (uintptr_t)i
  * current span). Every free slot of the word now belongs to the window, so
  * its allocation word becomes all ones; the slots are counted as allocated
  * now and uncounted if they are put back (span_uncache_window). */
-static void load_window(struct cache_class *k, mspan *s, unsigned w, uint64_t free) {
+/* First use of the objects up to the end of word w: tag them (they are all
+ * free), and in secure mode poison them (the span is then no longer known
+ * to be zero). */
+static void tag_fresh(mspan *s, unsigned w) {
     unsigned end = (w + 1) * 64 < s->nelems ? (w + 1) * 64 : s->nelems;
-    if (end > s->fresh) {
-        /* First use of these objects: tag them (they are all free). */
-        if (s->elemsize >= 16)
-            for (unsigned i = s->fresh; i < end; i++) {
-                uintptr_t *p = (uintptr_t *)(s->base + (uintptr_t)i * s->elemsize);
-                p[1] = reuse_tag ^ (uintptr_t)p;
-            }
-        s->fresh = (uint16_t)end;
-    }
+    if (end <= s->fresh) return;
+    if (s->elemsize >= 16)
+        for (unsigned i = s->fresh; i < end; i++) {
+            uintptr_t p = s->base + (uintptr_t)i * s->elemsize;
+            if (unlikely(options.secure)) secure_poison(s, p);
+            ((uintptr_t *)p)[1] = reuse_tag ^ p;
+        }
+    if (unlikely(options.secure)) s->needzero = 1;
+    s->fresh = (uint16_t)end;
+}
+
+static void load_window(struct cache_class *k, mspan *s, unsigned w, uint64_t free) {
+    tag_fresh(s, w);
     span_set_alloc_word(s, w, ~(uint64_t)0);
     k->alloc = s;
     __atomic_store_n(&k->window, free, __ATOMIC_RELAXED); /* read by mcache_sum_stats */
@@ -141,6 +150,7 @@ uint32_t span_absorb_remote(mspan *s, unsigned window_w, uint64_t window) {
  * objects; at the end of the span, rescan it if anything was freed during
  * this pass (the current span's countdown only moves on frees). */
 bool span_next_window(struct cache_class *k, mspan *s) {
+    if (unlikely(options.secure)) return span_random_window(k, s);
     for (unsigned w = window_word(k, s) + 1u; w < s->nwords; w++) {
         uint64_t free = ~span_alloc_word(s, w);
         if (free) {
@@ -157,6 +167,7 @@ bool span_next_window(struct cache_class *k, mspan *s) {
  * current span if it has a free object. Objects found now may have been
  * used before. */
 bool span_rescan(struct cache_class *k, mspan *s) {
+    if (unlikely(options.secure)) return span_random_window(k, s);
     span_uncache_window(k, s);
     if (fs_count(span_free_state(s)) != 0) span_absorb_remote(s, 0, 0);
     s->countdown = UINT32_MAX;
@@ -172,7 +183,44 @@ bool span_rescan(struct cache_class *k, mspan *s) {
 }
 
 /* First window of a span fresh from the heap (nothing used yet). */
-void span_first_window(struct cache_class *k, mspan *s) { load_window(k, s, 0, ~span_alloc_word(s, 0)); }
+void span_first_window(struct cache_class *k, mspan *s) {
+    if (unlikely(options.secure)) {
+        span_random_window(k, s);
+        return;
+    }
+    load_window(k, s, 0, ~span_alloc_word(s, 0));
+}
+
+/* Secure mode (secure.c): a window of one free object of s chosen at random
+ * among all of them, after absorbing remote frees; its poison is checked
+ * first (a write after free is reported). False if s has no free object. */
+bool span_random_window(struct cache_class *k, mspan *s) {
+    span_uncache_window(k, s);
+    if (fs_count(span_free_state(s)) != 0) span_absorb_remote(s, 0, 0);
+    s->countdown = UINT32_MAX;
+    unsigned nfree = 0;
+    for (unsigned w = 0; w < s->nwords; w++) nfree += popcount64(~span_alloc_word(s, w));
+    if (!nfree) return false;
+    unsigned r = (unsigned)(secure_random() % nfree), w = 0;
+    uint64_t free = ~span_alloc_word(s, 0);
+    while (r >= popcount64(free)) {
+        r -= popcount64(free);
+        free = ~span_alloc_word(s, ++w);
+    }
+    while (r--) free &= free - 1; /* drop the r lowest free bits */
+    uint64_t bit = free & -free;
+    unsigned idx = w * 64 + (unsigned)__builtin_ctzll(bit);
+    uintptr_t p = s->base + (uintptr_t)idx * s->elemsize;
+    if (idx < s->fresh && s->elemsize >= 16) secure_check_poison(s, p);
+    tag_fresh(s, w);
+    span_set_alloc_word(s, w, span_alloc_word(s, w) | bit);
+    k->alloc = s;
+    __atomic_store_n(&k->window, bit, __ATOMIC_RELAXED);
+    k->window_base = s->base + (uintptr_t)w * 64 * s->elemsize;
+    k->window_word = (uint16_t)w;
+    stat_add(&k->nmalloc, 1);
+    return true;
+}
 
 /* If s is k's current span, put the unused slots of its window back into
  * the allocation bits and detach the window (s stays k->alloc until the
@@ -212,6 +260,7 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const cha
         report_misuse(op, (void *)p, MISUSE_DOUBLE_FREE);
         return;
     }
+    if (unlikely(options.secure) && s->elemsize >= 16) secure_poison(s, p);
     if (s->elemsize >= 16) ((uintptr_t *)p)[1] = reuse_tag ^ p; /* free now: tag it (mspan.h) */
     uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
     if (unlikely(old & bit)) {

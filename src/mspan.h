@@ -184,6 +184,7 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
 bool span_next_window(struct cache_class *k, mspan *s);
 bool span_rescan(struct cache_class *k, mspan *s);
 void span_first_window(struct cache_class *k, mspan *s);
+bool span_random_window(struct cache_class *k, mspan *s);
 /* Absorb remote frees; window: the free slots of word window_word when s is
  * a current span (its allocation word claims them). */
 uint32_t span_absorb_remote(mspan *s, unsigned window_word, uint64_t window);

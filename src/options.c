@@ -53,6 +53,8 @@ static const struct option_row table[] = {
      "1: an allocation that would pass GOMALLOC_MEMLIMIT fails with ENOMEM"},
     {"ON_OOM", ON_OOM, &options.on_oom_abort,
      "null (default): a failed allocation returns NULL with ENOMEM; abort: report it and abort"},
+    {"SECURE", BOOL, &options.secure,
+     "1: hardened mode: poisoned frees checked on reuse, random allocation order, random heap base, guarded metadata"},
     {"FAULT", FAULT, &options.fault,
      "testing: KIND:N fails the N-th OS call of KIND (alloc, reserve, map, used, unused, any); "
      "KIND:N+ that and every later one; KIND:0 counts only"},

@@ -30,6 +30,7 @@ struct options {
     uint64_t memlimit;      /* GOMALLOC_MEMLIMIT: soft memory limit, 0 = none */
     int memlimit_hard;      /* GOMALLOC_MEMLIMIT_HARD=1: refuse allocations past it */
     int on_oom_abort;       /* GOMALLOC_ON_OOM=abort: a failed allocation aborts */
+    int secure;             /* GOMALLOC_SECURE=1: the hardened mode (secure.c) */
     /* GOMALLOC_FAULT=KIND:N[+] (testing): the N-th OS call of KIND fails,
      * with '+' also every later one; N = 0 only counts (os_linux.c). */
     int fault;              /* set: count calls and report them at exit */

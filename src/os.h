@@ -64,6 +64,7 @@ extern size_t phys_huge_page_size; /* transparent huge page size, 0 if none */
 void os_init(void);
 
 void *sys_alloc(size_t n, sysstat *stat);
+void *sys_alloc_guarded(size_t n, sysstat *stat);
 void *sys_reserve(void *hint, size_t n);
 int sys_map(void *v, size_t n, sysstat *stat);
 void sys_unmap(void *v, size_t n, sysstat *stat);

@@ -157,6 +157,25 @@ void *sys_alloc(size_t n, sysstat *stat) {
     return p;
 }
 
+/* Ready memory between two inaccessible guard pages (GOMALLOC_SECURE
+ * metadata): n + 2 pages reserved, the middle mapped and used. The guards
+ * stay Reserved. */
+void *sys_alloc_guarded(size_t n, sysstat *stat) {
+    size_t g = phys_page_size;
+    char *r = sys_reserve(NULL, n + 2 * g);
+    if (!r) return NULL;
+    if (sys_map(r + g, n, stat) != 0) {
+        sys_free(r, n + 2 * g, OS_RESERVED, NULL);
+        return NULL;
+    }
+    if (sys_used(r + g, n, n) != 0) {
+        sys_unmap(r + g, n, stat);
+        sys_free(r, n + 2 * g, OS_RESERVED, NULL);
+        return NULL;
+    }
+    return r + g;
+}
+
 void *sys_reserve(void *hint, size_t n) {
     check_aligned("sys_reserve", hint, n);
     if (INJECT(OS_CALL_RESERVE)) return NULL;

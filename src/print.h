@@ -63,6 +63,7 @@ void report_misuse(const char *op, const void *ptr, const char *what) __attribut
 #define MISUSE_PAST_LAST "invalid pointer (past the last object of its span)"
 #define MISUSE_INTERIOR_FMT "interior pointer (%zu bytes into the %zu-byte object at %p)"
 #define MISUSE_SIZE_FMT "size %zu does not match the allocation (usable size %zu)"
+#define MISUSE_WRITE_AFTER_FREE_FMT "write after free (byte %zu of the free %zu-byte object was modified)"
 #define MISUSE_SIZE_ALIGN_FMT "size %zu and alignment %zu do not match the allocation (usable size %zu)"
 
 #endif /* GOMALLOC_PRINT_H */

@@ -9,3 +9,9 @@ export GM_EXPECT
 t api_conformance 120 env LD_PRELOAD="$GM" "$B/tests/api_conformance"
 t api_cxx 60 env LD_PRELOAD="$GM" "$B/tests/api_cxx"
 t api_lifecycle 60 env LD_PRELOAD="$GM" "$B/tests/api_lifecycle"
+# GOMALLOC_SECURE=1 (tests/secure.c: write after free, random order, random
+# heap base, guard pages, each against a control run without the option),
+# and the conformance and thread stress tests again in secure mode.
+t secure 60 env LD_PRELOAD="$GM" "$B/tests/secure"
+t secure_api_conformance 120 env LD_PRELOAD="$GM" GOMALLOC_SECURE=1 "$B/tests/api_conformance"
+t secure_stress_threads 180 env LD_PRELOAD="$GM" GOMALLOC_SECURE=1 "$B/tests/stress_threads"
