@@ -126,14 +126,6 @@ static bool fail(const char *fmt, ...) {
         if (unlikely(!(cond))) return fail(__VA_ARGS__);                                                     \
     } while (0)
 
-static inline unsigned popcount64(uint64_t x) { return (unsigned)__builtin_popcountll(x); }
-
-static inline uint64_t tail_bits(unsigned nelems, unsigned w) {
-    unsigned first = w * 64;
-    if (nelems >= first + 64) return 0;
-    if (nelems <= first) return ~(uint64_t)0;
-    return ~(uint64_t)0 << (nelems - first);
-}
 
 static const char *state_name(unsigned st) {
     static const char *const names[] = {"DEAD", "CACHED", "PARTIAL", "FULL", "LARGE"};

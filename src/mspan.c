@@ -27,15 +27,6 @@
 
 mspan emptyspan; /* owner NULL, nelems 0 */
 
-static inline unsigned popcount64(uint64_t x) { return (unsigned)__builtin_popcountll(x); }
-
-/* Bits past nelems in the last word are permanently "in use". */
-static inline uint64_t tail_bits(unsigned nelems, unsigned w) {
-    unsigned first = w * 64;
-    if (nelems >= first + 64) return 0;
-    if (nelems <= first) return ~(uint64_t)0;
-    return ~(uint64_t)0 << (nelems - first);
-}
 
 void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero) {
     unsigned cls = spanclass_sizeclass(spanclass);
