@@ -177,11 +177,10 @@ extern mspan emptyspan; /* the sentinel every empty mcache slot points to */
 
 struct cache_class;
 
-/* mspan.c: owner-side operations. The window functions make s the current
- * span of cache slot k. */
 static inline unsigned popcount64(uint64_t x) { return (unsigned)__builtin_popcountll(x); }
 
-/* Bits of word w past nelems: the tail of the last word, permanently "in use" in the last word are */
+/* The bits of allocation word w that lie past nelems (the tail of the last
+ * word): permanently "in use". */
 static inline uint64_t tail_bits(unsigned nelems, unsigned w) {
     unsigned first = w * 64;
     if (nelems >= first + 64) return 0;
@@ -189,6 +188,8 @@ static inline uint64_t tail_bits(unsigned nelems, unsigned w) {
     return ~(uint64_t)0 << (nelems - first);
 }
 
+/* mspan.c: owner-side operations. The window functions make s the current
+ * span of cache slot k. */
 void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero);
 void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero);
 bool span_next_window(struct cache_class *k, mspan *s);
