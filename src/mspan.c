@@ -85,13 +85,16 @@ uintptr_t span_object_at(mspan *s, unsigned idx) { return s->base + (uintptr_t)i
 static void tag_fresh(mspan *s, unsigned w) {
     unsigned end = (w + 1) * 64 < s->nelems ? (w + 1) * 64 : s->nelems;
     if (end <= s->fresh) return;
-    if (s->elemsize >= 16)
+    if (s->elemsize >= 16) {
         for (unsigned i = s->fresh; i < end; i++) {
             uintptr_t p = s->base + (uintptr_t)i * s->elemsize;
-            if (unlikely(options.secure)) secure_poison(s, p);
             ((uintptr_t *)p)[1] = reuse_tag ^ p;
         }
-    if (unlikely(options.secure)) s->needzero = 1;
+        if (unlikely(options.secure)) {
+            for (unsigned i = s->fresh; i < end; i++) secure_poison(s, s->base + (uintptr_t)i * s->elemsize);
+            s->needzero = 1;
+        }
+    }
     s->fresh = (uint16_t)end;
 }
 

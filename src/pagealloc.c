@@ -578,24 +578,10 @@ uintptr_t pages_alloc_aligned(struct page_alloc *p, uintptr_t npages, uintptr_t 
     return aligned;
 }
 
-void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
-    if (base < p->search_addr) p->search_addr = base;
-    uintptr_t limit = base + npages * PAGE_SIZE - 1;
-    uintptr_t sc = chunk_index(base), ec = chunk_index(limit);
-    unsigned si = chunk_page_index(base), ei = chunk_page_index(limit);
-    for (uintptr_t c = sc; c <= ec; c++) {
-        struct palloc_chunk *ch = chunk_of(c);
-        unsigned lo = c == sc ? si : 0, hi = c == ec ? ei : CHUNK_PAGES - 1;
-        if (DEBUG_CHECKS && bits_count_range(ch->alloc, lo, hi - lo + 1) != hi - lo + 1)
-            throw("page allocator: freeing free pages at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
-        bits_set_range(ch->alloc, lo, hi - lo + 1, false);
-        bits_set_range(ch->scav, lo, hi - lo + 1, false);
-    }
-    p->free_pages += npages;
-    update(p, base, npages, true, false);
-}
-
-void pages_unalloc(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
+/* Mark [base, base + npages pages) free again. used: the pages were used,
+ * so they are not scavenged any more (pages_free); otherwise an allocation
+ * is undone and the pages keep the scavenged bits they had (pages_unalloc). */
+static void unmark_range(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool used) {
     if (base < p->search_addr) p->search_addr = base;
     uintptr_t limit = base + npages * PAGE_SIZE - 1, scav = 0;
     uintptr_t sc = chunk_index(base), ec = chunk_index(limit);
@@ -604,14 +590,21 @@ void pages_unalloc(struct page_alloc *p, uintptr_t base, uintptr_t npages) {
         struct palloc_chunk *ch = chunk_of(c);
         unsigned lo = c == sc ? si : 0, hi = c == ec ? ei : CHUNK_PAGES - 1;
         if (DEBUG_CHECKS && bits_count_range(ch->alloc, lo, hi - lo + 1) != hi - lo + 1)
-            throw("page allocator: undoing an allocation of free pages at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
+            throw("page allocator: freeing free pages at %p", (void *)(chunk_base(c) + lo * PAGE_SIZE));
         bits_set_range(ch->alloc, lo, hi - lo + 1, false);
-        scav += bits_count_range(ch->scav, lo, hi - lo + 1);
+        if (used)
+            bits_set_range(ch->scav, lo, hi - lo + 1, false);
+        else
+            scav += bits_count_range(ch->scav, lo, hi - lo + 1);
     }
     p->free_pages += npages;
-    p->scav_pages += scav;
+    add_scav_pages(p, (int64_t)scav);
     update(p, base, npages, true, false);
 }
+
+void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages) { unmark_range(p, base, npages, true); }
+
+void pages_unalloc(struct page_alloc *p, uintptr_t base, uintptr_t npages) { unmark_range(p, base, npages, false); }
 
 bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintptr_t extra, uintptr_t *scav) {
     uintptr_t start = base + npages * PAGE_SIZE;
