@@ -49,7 +49,7 @@ _Static_assert(sizeof(struct cache_class) == CACHE_LINE, "one cache line per cla
 /* Hand out the next object of k's window (not empty): clear its free tag. */
 static ALWAYS_INLINE void *cache_window_pop(struct cache_class *k) {
     uint64_t window = k->window;
-    k->window = window & (window - 1);
+    __atomic_store_n(&k->window, window & (window - 1), __ATOMIC_RELAXED); /* read by mcache_sum_stats */
     char *p = (char *)(k->window_base + (uintptr_t)__builtin_ctzll(window) * k->elemsize);
     *(uintptr_t *)(p + k->tag_off) = 0;
     return p;
