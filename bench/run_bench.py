@@ -195,7 +195,7 @@ def allocator_list(args):
     gm = os.path.abspath(args.gomalloc) if args.gomalloc else ""
     if gm and os.path.exists(gm):
         allocs.append(("gomalloc", gm))
-        if args.secure:
+        if getattr(args, "secure", False):
             allocs.append(("gomalloc-secure", gm))
     else:
         notes.append("gomalloc library not found at `%s`: peers only." % gm)
