@@ -37,11 +37,23 @@ struct heap_arena {
 
 /* The arena index: 2^ARENA_INDEX_BITS entries, NULL for address space that
  * is not ours. Entries only go NULL -> record, under the heap lock. */
-extern heap_arena *_Atomic arena_index[ARENA_INDEX_LEN];
+HIDDEN extern heap_arena *_Atomic arena_index[ARENA_INDEX_LEN];
 
 static ALWAYS_INLINE heap_arena *arena_of(uintptr_t p) {
     if (unlikely(p >> HEAP_ADDR_BITS)) return NULL;
     return atomic_load_explicit(&arena_index[p >> ARENA_SHIFT], memory_order_relaxed);
+}
+
+/* The span recorded for the page of p modulo 2^HEAP_ADDR_BITS: the free
+ * fast path's lookup, with no branch on the high bits. A pointer with high
+ * bits set aliases a heap page, and span_exact_index rejects it (its offset
+ * into the span is above 2^HEAP_ADDR_BITS). */
+static ALWAYS_INLINE mspan *span_lookup_masked(uintptr_t p) {
+    heap_arena *ha =
+        atomic_load_explicit(&arena_index[(p >> ARENA_SHIFT) & (ARENA_INDEX_LEN - 1)], memory_order_relaxed);
+    if (unlikely(!ha)) return NULL;
+    return atomic_load_explicit(&ha->spans[(p >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)],
+                                memory_order_relaxed);
 }
 
 /* The span recorded for p's page; NULL if none. May be stale: callers that
@@ -74,6 +86,6 @@ void arena_set_spans(uintptr_t base, uintptr_t npages, mspan *s);
 bool arena_needs_zero(uintptr_t base, uintptr_t npages);
 
 /* All arenas, for statistics and heap walks. */
-extern heap_arena *_Atomic all_arenas;
+HIDDEN extern heap_arena *_Atomic all_arenas;
 
 #endif /* GOMALLOC_ARENA_H */

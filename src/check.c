@@ -151,6 +151,11 @@ static bool span_shape(mspan *s) {
             (unsigned)class_to_nelems[cls]);
     REQUIRE(s->npages == class_to_npages[cls], "span %p: npages %zu for class %u", b, (size_t)s->npages, cls);
     REQUIRE(s->div_mul == class_to_divmagic[cls], "span %p: division magic", b);
+    REQUIRE(s->cache_slot == s->spanclass * sizeof(struct cache_class), "span %p: cache slot %u", b, s->cache_slot);
+    REQUIRE(s->div_shift == __builtin_ctzll(s->elemsize) && s->div_inv * (s->elemsize >> s->div_shift) == 1,
+            "span %p: exact-division constants", b);
+    REQUIRE(s->fast_fresh == (reuse_limit_of(s->spanclass) ? s->fresh : 0u), "span %p: fast_fresh %zu, fresh %u", b,
+            (size_t)s->fast_fresh, s->fresh);
     REQUIRE(s->nwords == (s->nelems + 63) / 64, "span %p: nwords %u for %u objects", b, s->nwords, s->nelems);
     REQUIRE(s->record_kind == span_record_kind(s->nwords), "span %p: record kind %u for %u words", b,
             s->record_kind, s->nwords);
@@ -402,10 +407,11 @@ static bool check_reuse(mcache *c, uint8_t spc) {
     unsigned cls = spanclass_sizeclass(spc);
     REQUIRE(k->elemsize == class_to_size[cls], "cache %p class %u: elemsize %u", (void *)c, spc, k->elemsize);
     REQUIRE(k->reuse == c->reuse_stack[cls], "cache %p class %u: reuse stack pointer", (void *)c, spc);
-    REQUIRE(k->reuse_limit == reuse_limit_of(spc) && k->nreuse <= k->reuse_limit,
-            "cache %p class %u: %u on the reuse stack, limit %u", (void *)c, spc, k->nreuse, k->reuse_limit);
+    uint32_t depth = reuse_depth(k);
+    REQUIRE(k->reuse_limit == reuse_limit_of(spc) && depth <= k->reuse_limit,
+            "cache %p class %u: %u on the reuse stack, limit %u", (void *)c, spc, depth, k->reuse_limit);
     uintptr_t sorted[REUSE_MAX];
-    for (uint32_t i = 0; i < k->nreuse; i++) {
+    for (uint32_t i = 0; i < depth; i++) {
         uintptr_t p = (uintptr_t)k->reuse[i];
         mspan *s = span_lookup(p);
         REQUIRE(s, "cache %p class %u: reuse stack holds %p, not a heap pointer", (void *)c, spc, (void *)p);
@@ -429,7 +435,7 @@ static bool check_reuse(mcache *c, uint8_t spc) {
         sorted[j] = p;
         REQUIRE(j == 0 || sorted[j - 1] != p, "cache %p: object %p twice on the reuse stack", (void *)c, (void *)p);
     }
-    cx.reuse_objs[cls] += k->nreuse;
+    cx.reuse_objs[cls] += depth;
     return true;
 }
 
@@ -508,7 +514,7 @@ static bool check_cache(mcache *c) {
 static bool check_empty_cache(void) {
     mcache *c = &mcache_empty;
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++)
-        REQUIRE(c->k[i].alloc == &emptyspan && !c->k[i].window && c->k[i].window_word == NO_WINDOW && !c->k[i].nreuse &&
+        REQUIRE(c->k[i].alloc == &emptyspan && !c->k[i].window && c->k[i].window_word == NO_WINDOW && !reuse_depth(&c->k[i]) &&
                     !c->partial[i] && !c->full[i],
                 "mcache_empty: class %u was written", i);
     REQUIRE(!atomic_load(&c->notify) && !c->pcache.cache, "mcache_empty: notify stack or page cache in use");

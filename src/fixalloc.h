@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "internal.h"
+
 #include "lock.h"
 #include "os.h"
 
@@ -24,7 +26,7 @@ struct metastats {
     sysstat pagealloc; /* page-allocator summary levels (mapped part) */
     sysstat other;     /* everything else */
 };
-extern struct metastats metastats;
+HIDDEN extern struct metastats metastats;
 
 /* Zeroed, never freed; align a power of two <= 4096. NULL if the OS refuses. */
 void *persistentalloc(size_t size, size_t align, sysstat *stat);

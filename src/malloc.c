@@ -131,8 +131,7 @@ void malloc_register_fork_handlers(void) {
     atomic_store(&fork_handlers_state, err ? 0 : 2);
 }
 
-bool malloc_init(void) {
-    if (likely(atomic_load_explicit(&malloc_initialised, memory_order_acquire))) return true;
+NOINLINE bool malloc_init_slow(void) {
     static bool heap_ready;
     int saved = errno;
     lock(&init_lock);
@@ -471,7 +470,7 @@ EXPORT void *gm_calloc(size_t count, size_t size) {
     if (unlikely(__builtin_mul_overflow(count, size, &n))) return malloc_failed(count, size);
     if (n > MAX_SMALL_SIZE) return malloc_large(n, true, 0);
     uint8_t spc = small_spanclass(n);
-    if (current_cache()->k[spc].nreuse) {
+    if (reuse_depth(&current_cache()->k[spc])) {
         void *p = alloc_small(spc, n); /* recycled: always dirty */
         return memset(p, 0, n);
     }

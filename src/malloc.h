@@ -27,8 +27,11 @@
 
 /* Set the allocator up on first use; false (errno ENOMEM) if the OS
  * refused what start-up needs: the next call tries again. */
-bool malloc_init(void);
-extern _Atomic int malloc_initialised;
+HIDDEN extern _Atomic int malloc_initialised;
+bool malloc_init_slow(void);
+static ALWAYS_INLINE bool malloc_init(void) {
+    return likely(atomic_load_explicit(&malloc_initialised, memory_order_acquire)) || malloc_init_slow();
+}
 /* Register the fork handlers if start-up could not (any thread). */
 void malloc_register_fork_handlers(void);
 /* Every failed allocation of count x size bytes ends here: errno ENOMEM,
@@ -47,53 +50,61 @@ static ALWAYS_INLINE unsigned small_spanclass(size_t size) {
                : malloc_size_to_spanclass128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) / LARGE_SIZE_DIV];
 }
 
-/* One object of span class spc (asked for as size bytes) from the thread's
- * cache. */
-static ALWAYS_INLINE void *alloc_small(unsigned spc, size_t size) {
+/* One object from the thread cache's slot at byte offset slot of mcache.k
+ * (span class slot / 64; the size tables give offsets, so the fast path
+ * needs no shift), asked for as size bytes. */
+_Static_assert(sizeof(struct cache_class) == 64, "malloc_size_to_slot* (sizeclasses.h) assume 64-byte slots");
+static ALWAYS_INLINE void *alloc_slot(unsigned slot, size_t size) {
     mcache *c = current_cache();
-    struct cache_class *k = &c->k[spc];
-    uint32_t n = k->nreuse;
-    if (likely(n != 0)) {
-        void **p = k->reuse[n - 1];
-        __atomic_store_n(&k->nreuse, n - 1, __ATOMIC_RELAXED); /* statistics read it */
+    struct cache_class *k = (struct cache_class *)((char *)c->k + slot);
+    uint64_t rw = k->reuse_word;
+    if (likely((uint16_t)rw != 0)) {
+        void **p = k->reuse[(uint16_t)rw - 1];
+        reuse_word_set(k, rw - 1);
         p[1] = NULL; /* drop the tag */
         return p;
     }
-    if (unlikely(k->window == 0)) return mcache_alloc_slow(spc, size);
+    if (unlikely(k->window == 0)) return mcache_alloc_slot_slow(size, k);
     return cache_window_pop(k);
 }
 
+/* One object of span class spc (asked for as size bytes) from the thread's
+ * cache. */
+static ALWAYS_INLINE void *alloc_small(unsigned spc, size_t size) {
+    return alloc_slot(spc * (unsigned)sizeof(struct cache_class), size);
+}
+
 static ALWAYS_INLINE void *malloc_inline(size_t size) {
-    if (likely(size <= MAX_SMALL_SIZE)) return alloc_small(small_spanclass(size), size);
+    if (likely(size <= SMALL_SIZE_MAX))
+        return alloc_slot(malloc_size_to_slot8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV], size);
+    if (likely(size <= MAX_SMALL_SIZE))
+        return alloc_slot(malloc_size_to_slot128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) / LARGE_SIZE_DIV], size);
     return malloc_large(size, false, 0);
 }
 
 static ALWAYS_INLINE void free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
-    mspan *s = span_lookup(p);
+    mspan *s = span_lookup_masked(p);
+    if (unlikely(s == NULL)) {
+        free_slow(ptr); /* NULL, or not ours */
+        return;
+    }
     mcache *c = current_cache();
-    if (likely(s != NULL) && likely(span_owner(s) == c)) {
-        /* off * div_mul: the high half is the object index; the low half is
-         * below div_mul exactly when off is a multiple of the object size
-         * (mksizeclasses checks the magic is exact, and the remainder times
-         * div_mul cannot wrap for spans this small). */
-        uint64_t prod = (uint64_t)(p - s->base) * s->div_mul;
-        uintptr_t idx = (uintptr_t)(prod >> 32);
-        if (likely((uint32_t)prod < s->div_mul) && likely(idx < s->fresh)) {
-            struct cache_class *k = &c->k[s->spanclass];
+    if (likely(span_owner(s) == c)) {
+        /* An object start, handed out since the span was set up, of a class
+         * with reuse stacks (span_exact_index, mspan.fast_fresh). */
+        if (likely(span_exact_index(s, p) < s->fast_fresh)) {
+            struct cache_class *k = (struct cache_class *)((char *)c->k + s->cache_slot);
             void **q = ptr;
-            /* Handed out since the span was set up and not free now (no
-             * tag: mspan.h), and room on the list. */
-            uint32_t n = k->nreuse;
             uintptr_t tag = reuse_tag ^ p;
+            uint64_t rw = k->reuse_word;
+            uint32_t n = (uint32_t)(rw & REUSE_DEPTH_MASK);
+            /* Not free now (no tag: mspan.h), and room on the stack. */
             if (likely((uintptr_t)q[1] != tag)) {
                 if (likely(n < k->reuse_limit)) {
                     q[1] = (void *)tag;
                     k->reuse[n] = q;
-                    uint64_t pushed = k->npush + 1;
-                    /* Relaxed stores: statistics readers look at these. */
-                    __atomic_store_n(&k->nreuse, n + 1, __ATOMIC_RELAXED);
-                    __atomic_store_n(&k->npush, pushed, __ATOMIC_RELAXED);
+                    reuse_word_set(k, rw + REUSE_PUSH);
                     return;
                 }
                 mcache_free_overflow(c, s, ptr);

@@ -202,14 +202,15 @@ static void free_to_span(mcache *c, mspan *s, uintptr_t p) {
 /* Give the oldest `count` objects of a reuse stack back to their spans. */
 static void flush_reuse(mcache *c, uint8_t spc, uint32_t count) {
     struct cache_class *k = &c->k[spc];
-    if (count > k->nreuse) count = k->nreuse;
+    uint32_t depth = reuse_depth(k);
+    if (count > depth) count = depth;
     for (uint32_t i = 0; i < count; i++) {
         void **p = k->reuse[i]; /* stays tagged: free (mspan.h) */
         free_to_span(c, span_lookup((uintptr_t)p), (uintptr_t)p);
     }
-    __atomic_store_n(&k->nreuse, k->nreuse - count, __ATOMIC_RELAXED);
+    reuse_word_set(k, k->reuse_word - count);
     stat_add(&c->counts[spc].nflushed, count);
-    memmove(k->reuse, k->reuse + count, k->nreuse * sizeof(void *));
+    memmove(k->reuse, k->reuse + count, (depth - count) * sizeof(void *));
 }
 
 void mcache_free_local(mcache *c, mspan *s, void *ptr) {
@@ -221,10 +222,10 @@ void mcache_free_local(mcache *c, mspan *s, void *ptr) {
         free_to_span(c, s, (uintptr_t)ptr);
         return;
     }
-    if (k->nreuse >= k->reuse_limit) flush_reuse(c, s->spanclass, k->reuse_limit / 2 ? k->reuse_limit / 2 : 1);
+    if (reuse_depth(k) >= k->reuse_limit) flush_reuse(c, s->spanclass, k->reuse_limit / 2 ? k->reuse_limit / 2 : 1);
     void **p = ptr;
-    stat_add(&k->npush, 1);
-    k->reuse[k->nreuse++] = p;
+    k->reuse[reuse_depth(k)] = p;
+    reuse_word_set(k, k->reuse_word + REUSE_PUSH);
     p[1] = (void *)(reuse_tag ^ (uintptr_t)p);
 }
 
@@ -238,7 +239,7 @@ void mcache_free_overflow(mcache *c, mspan *s, void *ptr) {
 
 bool mcache_reuse_contains(mcache *c, uint8_t spc, const void *p) {
     struct cache_class *k = &c->k[spc];
-    for (uint32_t i = 0; i < k->nreuse; i++)
+    for (uint32_t i = 0, n = reuse_depth(k); i < n; i++)
         if (k->reuse[i] == p) return true;
     return false;
 }
@@ -293,8 +294,9 @@ static bool refill(mcache *c, uint8_t spc) {
 
 static void *cache_alloc(mcache *c, uint8_t spc) {
     struct cache_class *k = &c->k[spc];
-    if (k->nreuse) {
-        void **p = k->reuse[--k->nreuse];
+    if (reuse_depth(k)) {
+        void **p = k->reuse[reuse_depth(k) - 1];
+        reuse_word_set(k, k->reuse_word - 1);
         p[1] = NULL;
         return p;
     }
@@ -319,6 +321,10 @@ void *mcache_alloc_slow(uint8_t spc, size_t size) {
     }
     if (unlikely(!p)) return malloc_failed(1, size);
     return p;
+}
+
+void *mcache_alloc_slot_slow(size_t size, struct cache_class *k) {
+    return mcache_alloc_slow((uint8_t)(k - tls_cache->k), size);
 }
 
 /* ---- Threads ----------------------------------------------------------- */
@@ -348,12 +354,13 @@ static mcache *new_cache(bool is_fallback) {
  * cache_class; relaxed reads, exact when the thread is quiet). */
 static uint64_t class_mallocs(mcache *c, uint8_t spc) {
     struct cache_class *k = &c->k[spc];
-    return __atomic_load_n(&k->nmalloc, __ATOMIC_RELAXED) + __atomic_load_n(&k->npush, __ATOMIC_RELAXED) -
-           __atomic_load_n(&c->counts[spc].nflushed, __ATOMIC_RELAXED) - __atomic_load_n(&k->nreuse, __ATOMIC_RELAXED);
+    uint64_t rw = __atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED);
+    return __atomic_load_n(&k->nmalloc, __ATOMIC_RELAXED) + (rw >> REUSE_DEPTH_BITS) -
+           __atomic_load_n(&c->counts[spc].nflushed, __ATOMIC_RELAXED) - (rw & REUSE_DEPTH_MASK);
 }
 
 static uint64_t class_frees(mcache *c, uint8_t spc) {
-    return __atomic_load_n(&c->k[spc].npush, __ATOMIC_RELAXED) +
+    return reuse_pushes(&c->k[spc]) +
            __atomic_load_n(&c->counts[spc].nfree, __ATOMIC_RELAXED);
 }
 
@@ -373,7 +380,7 @@ static void delete_cache(mcache *c) {
     /* Nothing may still belong to the cache: an owned span left behind would
      * look owned by whichever thread gets this record next. */
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
-        if (c->k[spc].alloc != &emptyspan || c->partial[spc] || c->full[spc] || c->k[spc].nreuse)
+        if (c->k[spc].alloc != &emptyspan || c->partial[spc] || c->full[spc] || reuse_depth(&c->k[spc]))
             throw("cache %p deleted with spans of class %u left", (void *)c, spc);
     if (atomic_load(&c->notify)) throw("cache %p deleted with a pending notify stack", (void *)c);
     lock(&list_lock);
@@ -608,7 +615,7 @@ static bool survivor(mcache *c) { return c == tls_cache || c == fallback; }
 static void fork_free_reuse(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
         struct cache_class *k = &c->k[spc];
-        uint32_t n = k->nreuse < REUSE_MAX ? k->nreuse : REUSE_MAX;
+        uint32_t n = reuse_depth(k) < REUSE_MAX ? reuse_depth(k) : REUSE_MAX;
         for (uint32_t i = 0; i < n; i++) {
             void **p = k->reuse[i];
             mspan *s = span_lookup((uintptr_t)p);
@@ -620,7 +627,7 @@ static void fork_free_reuse(mcache *c) {
             unsigned w = (unsigned)(idx >> 6);
             span_set_alloc_word(s, w, span_alloc_word(s, w) & ~((uint64_t)1 << (idx & 63)));
         }
-        k->nreuse = 0;
+        reuse_word_set(k, k->reuse_word & ~REUSE_DEPTH_MASK);
     }
 }
 
@@ -688,7 +695,7 @@ static void fork_balance_stats(void) {
     for (mcache *c = all_caches; c; c = c->next)
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
             t.objs[spanclass_sizeclass((uint8_t)spc)] -=
-                (uint64_t)__builtin_popcountll(c->k[spc].window) + c->k[spc].nreuse;
+                (uint64_t)__builtin_popcountll(c->k[spc].window) + reuse_depth(&c->k[spc]);
     uint64_t large[5];
     uint32_t n;
     mcache_sum_stats(have, large, &n, true);

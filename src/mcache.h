@@ -22,10 +22,14 @@ struct class_stats {
 
 #define NO_WINDOW 0xffff
 
-/* Counters: objects handed out = nmalloc + npush - nflushed - nreuse (what
+/* Counters: objects handed out = nmalloc + pushes - nflushed - depth (what
  * went onto the reuse stack and did not leave it by a flush was popped by
- * malloc, so the pop path counts nothing); objects freed = npush + nfree
- * (mcache.counts). */
+ * malloc, so the pop path counts nothing); objects freed = pushes + nfree
+ * (mcache.counts). The reuse stack's depth and its push count share one
+ * word, so that a push is one add (REUSE_PUSH) and a pop one subtract. */
+#define REUSE_DEPTH_BITS 16
+#define REUSE_DEPTH_MASK (((uint64_t)1 << REUSE_DEPTH_BITS) - 1)
+#define REUSE_PUSH (((uint64_t)1 << REUSE_DEPTH_BITS) + 1) /* depth + 1, pushes + 1 */
 struct cache_class {
     mspan *alloc;         /* the current span; never NULL (emptyspan) */
     uint64_t window;      /* free objects of its current 64-object word (1 = free):
@@ -34,9 +38,9 @@ struct cache_class {
     void **reuse;         /* objects this thread freed, not yet given back to
                              their spans: a stack (mcache.reuse_stack) */
     uint64_t nmalloc;     /* objects claimed by window loads, minus those put back */
-    uint64_t npush;       /* objects pushed on the reuse stack (frees) */
-    uint32_t nreuse;      /* reuse stack depth */
-    uint16_t reuse_limit; /* its capacity; 0 for 8-byte objects (no room for
+    uint64_t reuse_word;  /* bits 0-15: reuse stack depth; 16-63: objects
+                             ever pushed on it (frees) */
+    uint32_t reuse_limit; /* its capacity; 0 for 8-byte objects (no room for
                              the tag word, see mcache.c) */
     uint16_t elemsize;    /* object size of the class (at most 32 KiB) */
     uint16_t tag_off;     /* where malloc clears the free tag: 8 (word 1), or
@@ -45,6 +49,18 @@ struct cache_class {
 } __attribute__((aligned(CACHE_LINE)));
 
 _Static_assert(sizeof(struct cache_class) == CACHE_LINE, "one cache line per class");
+
+/* The reuse stack's depth and push count (owner; statistics readers load
+ * the word relaxed). */
+static ALWAYS_INLINE uint32_t reuse_depth(const struct cache_class *k) {
+    return (uint32_t)(__atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED) & REUSE_DEPTH_MASK);
+}
+static inline uint64_t reuse_pushes(const struct cache_class *k) {
+    return __atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED) >> REUSE_DEPTH_BITS;
+}
+static ALWAYS_INLINE void reuse_word_set(struct cache_class *k, uint64_t v) {
+    __atomic_store_n(&k->reuse_word, v, __ATOMIC_RELAXED);
+}
 
 /* Hand out the next object of k's window (not empty): clear its free tag. */
 static ALWAYS_INLINE void *cache_window_pop(struct cache_class *k) {
@@ -98,8 +114,8 @@ struct mcache {
 
 /* The cache of every thread that has none yet (or no more): all slots point
  * to emptyspan, so the first allocation falls into the slow path. */
-extern mcache mcache_empty;
-extern __thread mcache *tls_cache __attribute__((tls_model("initial-exec")));
+HIDDEN extern mcache mcache_empty;
+HIDDEN extern __thread mcache *tls_cache __attribute__((tls_model("initial-exec")));
 
 static ALWAYS_INLINE mcache *current_cache(void) { return tls_cache; }
 
@@ -107,6 +123,9 @@ static ALWAYS_INLINE mcache *current_cache(void) { return tls_cache; }
  * one object. Returns NULL (errno ENOMEM; malloc_failed) when the heap
  * cannot grow. */
 void *mcache_alloc_slow(uint8_t spc, size_t size);
+/* The same for slot k of the calling thread's cache (the fast path keeps
+ * no span class in a register). */
+void *mcache_alloc_slot_slow(size_t size, struct cache_class *k);
 /* Owner-side events of the free path. */
 void mcache_free_event(mcache *c, mspan *s);
 /* Free object p of owned span s when the fast path could not push it on
@@ -124,7 +143,7 @@ uint32_t reuse_limit_of(uint8_t spc);
  * only a hint: a program that writes into freed memory erases it, and the
  * double free is then caught later or not at all, but the allocator's own
  * structures never live in freed objects. */
-extern uintptr_t reuse_tag;
+HIDDEN extern uintptr_t reuse_tag;
 static ALWAYS_INLINE bool reuse_tagged(const void *p) {
     return ((const uintptr_t *)p)[1] == (reuse_tag ^ (uintptr_t)p);
 }
@@ -172,7 +191,7 @@ struct orphan_stats {
     _Atomic uint64_t nfree[NUM_SIZE_CLASSES];
     _Atomic uint64_t large_nmalloc, large_nfree, large_alloc_bytes, large_free_bytes;
 };
-extern struct orphan_stats orphan_stats;
+HIDDEN extern struct orphan_stats orphan_stats;
 
 static inline void stat_add(uint64_t *counter, uint64_t n) {
     __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);

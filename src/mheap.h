@@ -12,7 +12,7 @@
 
 /* Span records come in kinds by bitmap size: 0, 1, 2, 4, 8, 16 words. */
 #define SPAN_RECORD_KINDS 6
-extern const uint8_t span_record_words[SPAN_RECORD_KINDS];
+HIDDEN extern const uint8_t span_record_words[SPAN_RECORD_KINDS];
 /* The smallest record kind with room for nwords bitmap words. */
 unsigned span_record_kind(unsigned nwords);
 
@@ -39,7 +39,7 @@ struct mheap {
     uint64_t fork_leaked_records[SPAN_RECORD_KINDS];
     uint64_t fork_leaked_caches;
 };
-extern struct mheap mheap_;
+HIDDEN extern struct mheap mheap_;
 
 /* -1 (ENOMEM) if the page allocator cannot reserve its summaries. */
 int mheap_init(void);

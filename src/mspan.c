@@ -28,12 +28,24 @@
 mspan emptyspan; /* owner NULL, nelems 0 */
 
 
+/* span_exact_index's constants: elemsize = odd * 2^shift, and the inverse
+ * of odd modulo 2^64 (Newton's iteration: an odd number is its own inverse
+ * modulo 8, and each step doubles the correct low bits). */
+static void set_exact_division(mspan *s) {
+    unsigned shift = (unsigned)__builtin_ctzll(s->elemsize);
+    uint64_t odd = s->elemsize >> shift, inv = odd;
+    for (int i = 0; i < 5; i++) inv *= 2 - odd * inv;
+    s->div_inv = inv;
+    s->div_shift = (uint8_t)shift;
+}
+
 void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npages, bool needzero) {
     unsigned cls = spanclass_sizeclass(spanclass);
     s->elemsize = class_to_size[cls];
     atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
     s->base = base;
     s->div_mul = class_to_divmagic[cls];
+    set_exact_division(s);
     s->nelems = class_to_nelems[cls];
     s->countdown = UINT32_MAX;
     __atomic_store_n(&s->alloc_count, 0, __ATOMIC_RELAXED);
@@ -42,10 +54,12 @@ void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->next = s->prev = NULL;
     atomic_store_explicit(&s->notify_next, NULL, memory_order_relaxed);
     s->spanclass = spanclass;
+    s->cache_slot = (uint16_t)(spanclass * sizeof(struct cache_class));
     s->needzero = needzero;
     s->nwords = (uint8_t)((s->nelems + 63) / 64);
     s->place = PLACE_NONE;
     s->fresh = 0;
+    s->fast_fresh = 0;
     for (unsigned w = 0; w < s->nwords; w++) {
         span_set_alloc_word(s, w, tail_bits(s->nelems, w));
         atomic_store_explicit(&s->bits[2 * w + 1], 0, memory_order_relaxed);
@@ -59,6 +73,9 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
     s->base = base;
     s->div_mul = 0;
+    s->div_inv = 0;
+    s->div_shift = 0;
+    s->fast_fresh = 0;
     s->nelems = 1;
     s->countdown = UINT32_MAX;
     __atomic_store_n(&s->alloc_count, 1, __ATOMIC_RELAXED);
@@ -66,6 +83,7 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->limit = base + npages * PAGE_SIZE;
     s->next = s->prev = NULL;
     s->spanclass = spanclass;
+    s->cache_slot = 0;
     s->needzero = needzero;
     s->nwords = 0;
     s->place = PLACE_NONE;
@@ -96,6 +114,7 @@ static void tag_fresh(mspan *s, unsigned w) {
         }
     }
     s->fresh = (uint16_t)end;
+    if (reuse_limit_of(s->spanclass)) s->fast_fresh = end;
 }
 
 static void load_window(struct cache_class *k, mspan *s, unsigned w, uint64_t free) {

@@ -99,8 +99,8 @@ static inline uint64_t fs_new_epoch(uint64_t old, unsigned st, uint8_t spanclass
 
 /* Field order follows the paths: the first cache line holds what only the
  * slow paths use; the second what free reads on every call, followed by
- * the bitmaps, so that for spans of up to 128 objects one line serves free
- * entirely. Records are 64-byte aligned (mheap.c). The allocation window
+ * the bitmaps, so that for spans of up to 64 objects one line serves a
+ * remote free entirely. Records are 64-byte aligned (mheap.c). The allocation window
  * (Go's allocCache) is not here: only a cache's current span has one, and it
  * lives in that cache's slot (mcache.h), next to what malloc reads. */
 struct mspan {
@@ -130,15 +130,21 @@ struct mspan {
     mcache *_Atomic owner;     /* owning mcache or NULL; changed by the owner, or
                                   under the mcentral lock when unowned */
     uintptr_t base;            /* first byte of the span */
+    uint64_t div_inv;          /* inverse of elemsize's odd factor mod 2^64
+                                  (span_exact_index) */
+    uintptr_t fast_fresh;      /* fresh if frees of this class may take the fast
+                                  path (it has a tag word and reuse stacks),
+                                  else 0; owner */
     uint32_t div_mul;          /* offset * div_mul >> 32 == offset / elemsize */
     uint16_t nelems;           /* objects in the span */
     uint8_t spanclass;
-    uint8_t unused;
+    uint8_t div_shift;         /* log2 of elemsize's power-of-two factor */
     uint32_t countdown;        /* owner: bitmap frees until mcache_free_event must
                                   file the span again (see mcache.c) */
     uint16_t fresh;            /* objects from here on were never handed out and
                                   carry no tag (see the header comment); owner */
-    uint16_t unused2;
+    uint16_t cache_slot;       /* byte offset of the span class's slot in
+                                  mcache.k (spanclass * 64) */
 
     /* Interleaved bitmaps: bits[2w] allocation word w, bits[2w+1] remote-free
      * word w. Sized by the record kind (mheap.c). */
@@ -147,7 +153,7 @@ struct mspan {
 
 _Static_assert(offsetof(struct mspan, owner) == 64, "the free path's fields start the second line");
 _Static_assert(offsetof(struct mspan, free_state) != 0, "fixalloc links free records through word 0");
-_Static_assert(offsetof(struct mspan, bits) == 96, "two bitmap word pairs share that line");
+_Static_assert(offsetof(struct mspan, bits) == 112, "a bitmap word pair shares that line");
 
 /* Relaxed accessors: the owner writes allocation words with plain stores
  * that remote threads may read (for double-free checks). */
@@ -168,12 +174,27 @@ static inline uint64_t span_free_state(mspan *s) {
     return atomic_load_explicit(&s->free_state, memory_order_acquire);
 }
 
+/* The index of the object that starts at p, if p is an object start of s;
+ * otherwise a number above 2^32. (p - base) times the inverse of elemsize's
+ * odd factor is exact modulo 2^64 when elemsize divides the offset, and
+ * otherwise lands above 2^64 / odd factor (the Granlund-Montgomery
+ * divisibility test); rotating right by the power-of-two factor moves any
+ * remainder bits to the top. One multiply and one compare against fresh
+ * then check "object start" and "handed out" together, for any 64-bit p
+ * whose page maps to s (also p past the last object, or p with high bits
+ * that the arena index ignored). */
+static ALWAYS_INLINE uint64_t span_exact_index(const mspan *s, uintptr_t p) {
+    uint64_t x = (uint64_t)(p - s->base) * s->div_inv;
+    unsigned k = s->div_shift;
+    return (x >> k) | (x << ((64 - k) & 63));
+}
+
 /* Object index of an offset into the span (Go: divideByElemSize). */
 static ALWAYS_INLINE uintptr_t span_object_index(mspan *s, uintptr_t off) {
     return (uintptr_t)(((uint64_t)off * s->div_mul) >> 32);
 }
 
-extern mspan emptyspan; /* the sentinel every empty mcache slot points to */
+HIDDEN extern mspan emptyspan; /* the sentinel every empty mcache slot points to */
 
 struct cache_class;
 

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "internal.h"
+
 enum stats_mode { STATS_OFF, STATS_TEXT, STATS_JSON };
 
 struct options {
@@ -39,7 +41,7 @@ struct options {
     int fault_repeat;
 };
 
-extern struct options options;
+HIDDEN extern struct options options;
 
 /* Parse the environment. Safe to call more than once (later calls no-op). */
 void options_init(void);

@@ -40,13 +40,14 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "internal.h"
 
 enum os_state { OS_NONE, OS_RESERVED, OS_PREPARED, OS_READY };
 
 /* The transitions that can fail, as GOMALLOC_FAULT names them. */
 enum os_call { OS_CALL_ALLOC, OS_CALL_RESERVE, OS_CALL_MAP, OS_CALL_USED, OS_CALL_UNUSED, OS_CALLS };
 #define OS_CALL_ANY OS_CALLS
-extern const char *const os_call_name[OS_CALLS + 1]; /* "alloc" ... "unused", "any" */
+HIDDEN extern const char *const os_call_name[OS_CALLS + 1]; /* "alloc" ... "unused", "any" */
 
 struct os_stats {
     _Atomic uint64_t reserved;
@@ -54,12 +55,12 @@ struct os_stats {
     _Atomic uint64_t ready;
     _Atomic uint64_t mmap_calls, madvise_calls, mprotect_calls, munmap_calls;
 };
-extern struct os_stats os_stats;
+HIDDEN extern struct os_stats os_stats;
 
 typedef _Atomic uint64_t sysstat; /* a purpose counter, in bytes */
 
-extern size_t phys_page_size;      /* OS page size (AT_PAGESZ) */
-extern size_t phys_huge_page_size; /* transparent huge page size, 0 if none */
+HIDDEN extern size_t phys_page_size;      /* OS page size (AT_PAGESZ) */
+HIDDEN extern size_t phys_huge_page_size; /* transparent huge page size, 0 if none */
 
 void os_init(void);
 

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "internal.h"
+
 enum scavenge_mode { SCAVENGE_BACKGROUND, SCAVENGE_INLINE, SCAVENGE_OFF };
 
 struct scavenge_stats {
@@ -18,7 +20,7 @@ struct scavenge_stats {
     _Atomic uint64_t runs;           /* madvise calls */
     _Atomic uint64_t limit_hits;     /* allocations that met the memory limit */
 };
-extern struct scavenge_stats scavenge_stats;
+HIDDEN extern struct scavenge_stats scavenge_stats;
 
 void scavenge_init(void);
 /* Release up to `bytes` of free, unscavenged pages, highest addresses
@@ -30,7 +32,7 @@ void scavenge_poke(void);
 /* Memory limit check after an allocation made `ready_bytes` Ready: returns
  * false if a hard limit refuses it (caller undoes the allocation). */
 bool scavenge_check_limit(size_t ready_bytes);
-extern _Atomic uint64_t memory_limit; /* UINT64_MAX: none */
+HIDDEN extern _Atomic uint64_t memory_limit; /* UINT64_MAX: none */
 /* Give every thread's page cache back to the heap (any thread). */
 void scavenge_flush_page_caches(void);
 /* Hold off scavenging runs (statistics snapshots, fork). */

@@ -117,7 +117,7 @@ static int class_for(int n, int aligned16) {
     return 0;
 }
 
-static void emit_u8_table(const char *type, const char *name, int len, int (*fn)(int)) {
+static void emit_table(const char *type, const char *name, int len, int (*fn)(int)) {
     printf("static const %s %s[%d] = {", type, name, len);
     for (int i = 0; i < len; i++) printf("%s%d,", i % 16 ? " " : "\n    ", fn(i));
     printf("\n};\n\n");
@@ -133,6 +133,11 @@ static int go128(int i) { return class_for(small_size_max + i * large_size_div, 
  * allocator). */
 static int malloc8(int i) { return class_for(i * small_size_div > 16 ? i * small_size_div : 16, 1) << 1 | 1; }
 static int malloc128(int i) { return class_for(small_size_max + i * large_size_div, 1) << 1 | 1; }
+/* The same, as the byte offset of the span class's slot in the thread cache
+ * (mcache.k[], one 64-byte line per span class; src/malloc.h checks the
+ * size): the fast path then adds it to the cache address with no shift. */
+static int slot8(int i) { return malloc8(i) * 64; }
+static int slot128(int i) { return malloc128(i) * 64; }
 
 int main(void) {
     make_classes();
@@ -188,13 +193,16 @@ int main(void) {
     printf("\n};\n\n");
     printf("// Go's lookups: size <= 1024: size_to_class8[(size + 7) >> 3];\n"
            "// else size_to_class128[(size - 1024 + 127) >> 7].\n");
-    emit_u8_table("uint8_t", "size_to_class8", small_size_max / small_size_div + 1, go8);
-    emit_u8_table("uint8_t", "size_to_class128", (max_small_size - small_size_max) / large_size_div + 1,
+    emit_table("uint8_t", "size_to_class8", small_size_max / small_size_div + 1, go8);
+    emit_table("uint8_t", "size_to_class128", (max_small_size - small_size_max) / large_size_div + 1,
                   go128);
     printf("// Plain malloc's lookups (16-byte alignment from 16 bytes up), to noscan span classes.\n");
-    emit_u8_table("uint8_t", "malloc_size_to_spanclass8", small_size_max / small_size_div + 1, malloc8);
-    emit_u8_table("uint8_t", "malloc_size_to_spanclass128",
+    emit_table("uint8_t", "malloc_size_to_spanclass8", small_size_max / small_size_div + 1, malloc8);
+    emit_table("uint8_t", "malloc_size_to_spanclass128",
                   (max_small_size - small_size_max) / large_size_div + 1, malloc128);
+    emit_table("uint16_t", "malloc_size_to_slot8", small_size_max / small_size_div + 1, slot8);
+    emit_table("uint16_t", "malloc_size_to_slot128", (max_small_size - small_size_max) / large_size_div + 1,
+                  slot128);
     printf("#endif // GOMALLOC_SIZECLASSES_H\n");
     return 0;
 }

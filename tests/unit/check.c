@@ -257,8 +257,8 @@ static void c_arena_index(void) {
 static void c_pages_inuse(void) { atomic_fetch_add(&mheap_.pages_inuse, 1); }
 static void c_reuse_dup(void) {
     struct cache_class *k = &current_cache()->k[small_spc];
-    k->reuse[k->nreuse] = k->reuse[k->nreuse - 1];
-    k->nreuse++;
+    k->reuse[reuse_depth(k)] = k->reuse[reuse_depth(k) - 1];
+    reuse_word_set(k, k->reuse_word + 1);
 }
 static void c_large_size(void) { span_lookup((uintptr_t)large_obj)->elemsize += PAGE_SIZE; }
 static void c_class(void) {

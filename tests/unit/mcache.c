@@ -94,19 +94,19 @@ TEST(local_frees_reuse_list_then_bitmap) {
     for (size_t i = 0; i < n; i++) CHECK(span_of_ptr(p[start + i]) == s);
     CHECK(current_cache()->k[spc].window == 0);
     /* a few frees go on the reuse list and come back last-in, first-out */
-    size_t before = current_cache()->k[spc].nreuse;
+    size_t before = reuse_depth(&current_cache()->k[spc]);
     CHECK(before == 0);
     for (size_t i = 0; i < 9; i += 3) gm_free(p[start + i]);
-    CHECK(current_cache()->k[spc].nreuse == 3);
+    CHECK(reuse_depth(&current_cache()->k[spc]) == 3);
     for (int i = 6; i >= 0; i -= 3) {
         void *q = gm_malloc(size);
         CHECKF(q == p[start + (size_t)i], "reuse: got %p want %p", q, p[start + (size_t)i]);
     }
-    CHECK(current_cache()->k[spc].nreuse == 0);
+    CHECK(reuse_depth(&current_cache()->k[spc]) == 0);
     /* past the list's capacity, objects go back to the span's bitmap and
      * are found again, in address order, when the span is rescanned */
     for (size_t i = 0; i < n; i++) gm_free(p[start + i]);
-    size_t on_list = current_cache()->k[spc].nreuse;
+    size_t on_list = reuse_depth(&current_cache()->k[spc]);
     CHECKF(on_list >= 1 && on_list <= limit, "%zu on the list", on_list);
     size_t in_bitmap = n - on_list;
     for (size_t i = 0; i < on_list; i++) {
@@ -343,7 +343,7 @@ static void *tag_thread(void *arg) {
     CHECKR(s->fresh == s->nelems || s->fresh >= 160, "fresh %u", s->fresh);
     for (unsigned i = 0; i < 150; i++) gm_free(t->objs[i]);
     struct cache_class *k = &current_cache()->k[s->spanclass];
-    CHECKR(k->nreuse < 150, "nothing was flushed to the bitmap (%u on the stack)", k->nreuse);
+    CHECKR(reuse_depth(k) < 150, "nothing was flushed to the bitmap (%u on the stack)", reuse_depth(k));
     for (unsigned i = 0; i < 150; i++) CHECKR(tagged(t->objs[i]), "freed object %u untagged", i);
     /* a remote free tags too */
     pthread_t th;

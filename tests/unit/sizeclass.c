@@ -49,6 +49,42 @@ TEST(every_size_maps_to_smallest_aligned_class) {
     CHECK(malloc_size_to_spanclass8[(24 + 7) / 8] == (4 << 1 | 1));
 }
 
+/* The free fast path's test (mspan.h span_exact_index): the index of an
+ * object start, and for every other offset in the span, or with high
+ * address bits that the masked arena lookup ignores, a value no span's
+ * fresh mark reaches. */
+TEST(exact_index_only_at_object_starts) {
+    static _Alignas(64) unsigned char record[512];
+    mspan *s = (mspan *)record;
+    uintptr_t base = (uintptr_t)1 << 40;
+    for (unsigned c = 1; c < NUM_SIZE_CLASSES; c++) {
+        span_init_small(s, make_spanclass(c, 1), base, class_to_npages[c], false);
+        unsigned size = class_to_size[c], span = class_to_npages[c] * PAGE_SIZE;
+        CHECKF(s->cache_slot == make_spanclass(c, 1) * 64, "class %u: cache slot %u", c, s->cache_slot);
+        for (unsigned off = 0; off < span; off++) {
+            uint64_t idx = span_exact_index(s, base + off);
+            if (off % size == 0)
+                CHECKF(idx == off / size, "class %u offset %u: index %llu", c, off, (unsigned long long)idx);
+            else
+                CHECKF(idx >= ((uint64_t)1 << 32), "class %u offset %u: index %llu", c, off, (unsigned long long)idx);
+        }
+        for (unsigned bit = HEAP_ADDR_BITS; bit < 64; bit++)
+            for (unsigned i = 0; i < 3; i++) {
+                uintptr_t p = base + (uintptr_t)i * size + ((uintptr_t)1 << bit);
+                CHECKF(span_exact_index(s, p) >= ((uint64_t)1 << 32), "class %u: alias at bit %u", c, bit);
+            }
+    }
+}
+
+/* malloc's slot tables are its span-class tables times the slot size. */
+TEST(slot_tables_match_spanclass_tables) {
+    for (unsigned i = 0; i <= SMALL_SIZE_MAX / SMALL_SIZE_DIV; i++)
+        CHECKF(malloc_size_to_slot8[i] == malloc_size_to_spanclass8[i] * sizeof(struct cache_class), "slot8[%u]", i);
+    for (unsigned i = 0; i <= (MAX_SMALL_SIZE - SMALL_SIZE_MAX) / LARGE_SIZE_DIV; i++)
+        CHECKF(malloc_size_to_slot128[i] == malloc_size_to_spanclass128[i] * sizeof(struct cache_class),
+               "slot128[%u]", i);
+}
+
 TEST(division_magic_exact) {
     for (unsigned c = 1; c < NUM_SIZE_CLASSES; c++) {
         unsigned span = class_to_npages[c] * PAGE_SIZE;
