@@ -253,18 +253,15 @@ static bool free_large(mspan *s) {
 
 NOINLINE void free_not_owned(void *ptr, mspan *s) {
     uintptr_t p = (uintptr_t)ptr;
-    if (s && s->div_mul) {
+    if (likely(s->div_inv != 0)) {
         /* A small object of a span this thread does not own: a remote free,
          * once the pointer is an object start inside the span. */
-        uintptr_t off = p - s->base;
-        uint64_t prod = (uint64_t)off * s->div_mul;
-        if (likely(off < s->limit - s->base) && likely((uint32_t)prod < s->div_mul)) {
-            int saved = errno;
-            span_free_remote(s, p, (uintptr_t)(prod >> 32), current_cache(), "free");
-            errno = saved;
+        uint64_t idx = span_exact_index(s, p);
+        if (likely(idx < s->nelems)) {
+            span_free_remote(s, p, idx, current_cache(), "free");
             return;
         }
-    } else if (s && p == s->base && !span_owner(s) && free_large(s)) {
+    } else if (p == s->base && !span_owner(s) && free_large(s)) {
         return;
     }
     free_slow(ptr);
@@ -496,6 +493,15 @@ EXPORT size_t gm_good_size(size_t size) {
     return round_up(size, PAGE_SIZE);
 }
 
+/* realloc that moves: a new object, the old one's bytes, free the old. */
+static void *realloc_move(void *ptr, size_t old, size_t size) {
+    void *q = malloc_inline(size);
+    if (!q) return NULL; /* errno ENOMEM, ptr untouched */
+    memcpy(q, ptr, old < size ? old : size);
+    free_inline(ptr);
+    return q;
+}
+
 EXPORT void *gm_realloc(void *ptr, size_t size) {
     if (!ptr) return malloc_inline(size);
     if (size == 0) {
@@ -503,9 +509,17 @@ EXPORT void *gm_realloc(void *ptr, size_t size) {
         free_checked(ptr, "realloc");
         return NULL;
     }
-    mspan *s;
-    uintptr_t idx = 0;
+    mspan *s = span_lookup_masked((uintptr_t)ptr);
     size_t old;
+    if (likely(s != NULL) && likely(span_owner(s) == current_cache()) &&
+        likely(span_exact_index(s, (uintptr_t)ptr) < s->fast_fresh) && likely(!reuse_tagged(ptr))) {
+        /* An object in use of a span this thread owns: the free fast path's
+         * test (malloc.h). */
+        old = s->elemsize;
+        if (size <= old && size > old / 2) return ptr;
+        return realloc_move(ptr, old, size);
+    }
+    uintptr_t idx = 0;
     enum ptr_kind kind = classify(ptr, "realloc", false, &s, &idx);
     if (kind == PTR_FOREIGN) {
         void *q;
@@ -539,11 +553,7 @@ EXPORT void *gm_realloc(void *ptr, size_t size) {
             return ptr;
         }
     }
-    void *q = malloc_inline(size);
-    if (!q) return NULL; /* errno ENOMEM, ptr untouched */
-    memcpy(q, ptr, old < size ? old : size);
-    free_inline(ptr);
-    return q;
+    return realloc_move(ptr, old, size);
 }
 
 EXPORT void *gm_reallocarray(void *ptr, size_t count, size_t size) {

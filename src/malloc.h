@@ -40,8 +40,9 @@ void *malloc_failed(size_t count, size_t size) __attribute__((cold));
 
 void *malloc_large(size_t size, bool zero, size_t align);
 void free_slow(void *ptr);
-/* free when the fast path did not take ptr; s is its span or NULL. Large
- * objects take a short path to the thread's large-span cache. */
+/* free when the fast path did not take ptr; s is the span its page maps to
+ * (span_lookup_masked, not NULL): remote frees and large objects take short
+ * paths, anything doubtful free_slow. errno is kept. */
 void free_not_owned(void *ptr, mspan *s);
 
 static ALWAYS_INLINE unsigned small_spanclass(size_t size) {

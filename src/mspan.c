@@ -19,6 +19,8 @@
  */
 #include "mspan.h"
 
+#include <errno.h>
+
 #include "mcache.h"
 #include "mcentral.h"
 #include "options.h"
@@ -298,8 +300,11 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const cha
         return;
     }
     if (st == SPAN_FULL ||
-        (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)))
+        (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED))) {
+        int saved = errno; /* free keeps errno; the heap may call the OS */
         mcentral_remote_transition(s, nv);
+        errno = saved;
+    }
 }
 
 void span_check(mspan *s) {
