@@ -59,10 +59,8 @@ static ALWAYS_INLINE mspan *span_lookup_masked(uintptr_t p) {
 /* The span recorded for p's page; NULL if none. May be stale: callers that
  * do not own the span check its state and bounds. */
 static ALWAYS_INLINE mspan *span_lookup(uintptr_t p) {
-    heap_arena *ha = arena_of(p);
-    if (unlikely(!ha)) return NULL;
-    return atomic_load_explicit(&ha->spans[(p >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)],
-                                memory_order_relaxed);
+    if (unlikely(p >> HEAP_ADDR_BITS)) return NULL;
+    return span_lookup_masked(p);
 }
 
 static inline heap_arena *arena_of_chunk(uintptr_t ci) {
