@@ -12,7 +12,8 @@
  * nor merge the pair. bench-insn runs this under callgrind with two values of
  * ITERS and divides the difference in instructions by the difference in
  * ITERS: start-up, warm-up and exit cancel out, leaving one pair plus the
- * loop (about 5 instructions: counter, compare, branch, sink store/load).
+ * loop (10 instructions: counter, compare, branch, sink store and load,
+ * argument, the two calls and their two PLT jumps).
  */
 #include <stdio.h>
 #include <stdlib.h>

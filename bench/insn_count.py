@@ -9,7 +9,7 @@
 For each size (16, 64, 256, 4096 B and 100 KiB) and allocator, runs
 build/insn SIZE N under `valgrind --tool=callgrind` for N = N1 and N = N2 and
 reports (Ir(N2) - Ir(N1)) / (N2 - N1): the instructions of one pair plus the
-loop around it (about 5), with start-up, warm-up and exit cancelled out.
+loop around it (10: the loop, the calls, their PLT jumps), with start-up, warm-up and exit cancelled out.
 Callgrind counts user-space instructions only: a system call (mmap, munmap,
 brk, madvise) counts as the one instruction that enters the kernel.
 
@@ -40,7 +40,7 @@ BUDGET_HEADER = """\
 #
 # One line per object size: SIZE_BYTES  MAX_INSTRUCTIONS_PER_PAIR
 # An instruction count is one malloc(SIZE) + free() pair plus its loop
-# (about 5 instructions), measured by `make -C bench bench-insn` under
+# (10 instructions: the loop, the calls, their PLT jumps), measured by `make -C bench bench-insn` under
 # valgrind --tool=callgrind as (Ir(N2) - Ir(N1)) / (N2 - N1), N1 = {n1},
 # N2 = {n2}, so start-up cancels out. bench-insn prints every size whose
 # count is above its budget and exits 1 (it is not part of `make test`).
@@ -137,7 +137,7 @@ def main():
     lines = []
     lines.append("# Instructions per malloc+free pair (callgrind), %s" % datetime.date.today().isoformat())
     lines.append("")
-    lines.append("(Ir(%d pairs) - Ir(%d pairs)) / %d, loop included (~5 instructions); "
+    lines.append("(Ir(%d pairs) - Ir(%d pairs)) / %d, loop included (10 instructions); "
                  "allocators: %s." % (N2, N1, N2 - N1, "; ".join("%s = %s" % (a, versions[a]) for a in names)))
     lines.append("")
     hdr = "| size | " + " | ".join(names) + (" | gomalloc budget |" if "gomalloc" in names else " |")
