@@ -25,13 +25,13 @@
  * never been handed out since the span was set up. Loading a window tags
  * the never-used objects it reaches and moves fresh past them. So the free
  * fast path knows an object is in use from two words it must read anyway
- * (idx < fresh, and no tag), without the bitmaps; the slow path decides
- * from the bitmaps, exactly. The tag is a hint in one direction only: a
- * program that overwrites a freed object's word 1 and then frees it again
- * is caught only if the bitmaps still show it free when the fast path
- * declines; an allocated object whose word 1 happens to equal its tag (a
- * 2^-64 chance for data not copied from freed memory) is reported as a
- * double free.
+ * (idx < fresh, read as span.fast_fresh, and no tag), without the
+ * bitmaps; the slow path decides from the bitmaps, exactly. The tag is a
+ * hint in one direction only: a program that overwrites a freed object's
+ * word 1 and then frees it again is caught only if the bitmaps still
+ * show it free when the fast path declines; an allocated object whose
+ * word 1 happens to equal its tag (a 2^-64 chance for data not copied from
+ * freed memory) is reported as a double free.
  *
  * Ownership (a deliberate departure from Go, which frees by sweeping):
  * a small span is owned by at most one mcache (thread). The owner allocates
