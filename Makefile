@@ -13,6 +13,8 @@
 
 CC      ?= gcc
 CXX     ?= g++
+NM      ?= nm
+OBJCOPY ?= objcopy
 B       ?= build
 OPT     ?= -O2
 ARCH    := $(shell uname -m)
@@ -38,7 +40,8 @@ OBJS    := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS)) $(patsubst src/%.cc,$(B)/obj
 CXXFLAGS_LIB := -std=gnu++17 $(OPT) -g -fPIC -fvisibility=hidden -fvisibility-inlines-hidden -Iinclude $(SANFLAGS)
 HDRS    := $(wildcard src/*.h) include/gomalloc.h
 
-.PHONY: all lib test stress demo bench bench-insn ubsan debug-test fuzz fuzz-build fuzz-merge tsan clean sizeclasses
+.PHONY: all lib test stress demo bench bench-insn ubsan debug-test fuzz fuzz-build fuzz-merge tsan clean sizeclasses \
+        cross-aarch64
 all: lib
 lib: $(B)/libgomalloc.so $(B)/libgomalloc.a
 
@@ -49,8 +52,8 @@ $(B)/obj/%.o: src/%.c $(HDRS) | $(B)/obj
 # programs can load the library without libstdc++ (see src/new.cc).
 $(B)/obj/%.o: src/%.cc include/gomalloc.h | $(B)/obj
 	$(CXX) $(CXXFLAGS_LIB) -c $< -o $@.tmp.o
-	nm -u $@.tmp.o | awk '{print $$2}' > $@.undef
-	objcopy --weaken-symbols=$@.undef $@.tmp.o $@
+	$(NM) -u $@.tmp.o | awk '{print $$2}' > $@.undef
+	$(OBJCOPY) --weaken-symbols=$@.undef $@.tmp.o $@
 	rm -f $@.tmp.o $@.undef
 
 $(B)/obj $(B)/tests $(B)/tools:
@@ -107,6 +110,13 @@ stress: lib $(STRESS_PROGS)
 
 ubsan:
 	$(MAKE) B=build-ubsan SAN=undefined test
+
+# aarch64 keeps compiling: the library built with Debian's cross compilers
+# (gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu), warnings as errors.
+cross-aarch64:
+	$(MAKE) B=build-aarch64 ARCH=aarch64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
+	    NM=aarch64-linux-gnu-nm OBJCOPY=aarch64-linux-gnu-objcopy OPT="-O2 -Werror" lib
+	aarch64-linux-gnu-readelf -h build-aarch64/libgomalloc.so | grep -q AArch64
 
 # The tests against a debug build: invariant checks at component boundaries.
 debug-test:
