@@ -698,10 +698,10 @@ static NOINLINE void delete_sized_slow(void *ptr, size_t size, size_t align, con
 void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op); /* declared in new.cc */
 void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op) {
     /* The common case inline: an unaligned small object of its own class. */
-    mspan *s = span_lookup((uintptr_t)ptr);
+    mspan *s = span_lookup_masked((uintptr_t)ptr);
     if (likely(s != NULL) && likely(align == 0) && likely(size <= MAX_SMALL_SIZE) &&
         likely(small_spanclass(size) == s->spanclass)) {
-        free_inline(ptr);
+        free_span(ptr, s); /* one lookup for both */
         return;
     }
     delete_sized_slow(ptr, size, align, op);

@@ -83,9 +83,10 @@ static ALWAYS_INLINE void *malloc_inline(size_t size) {
     return malloc_large(size, false, 0);
 }
 
-static ALWAYS_INLINE void free_inline(void *ptr) {
+/* free of ptr, whose page maps to span s (span_lookup_masked; NULL if
+ * none). */
+static ALWAYS_INLINE void free_span(void *ptr, mspan *s) {
     uintptr_t p = (uintptr_t)ptr;
-    mspan *s = span_lookup_masked(p);
     if (unlikely(s == NULL)) {
         free_slow(ptr); /* NULL, or not ours */
         return;
@@ -117,6 +118,8 @@ static ALWAYS_INLINE void free_inline(void *ptr) {
     }
     free_not_owned(ptr, s);
 }
+
+static ALWAYS_INLINE void free_inline(void *ptr) { free_span(ptr, span_lookup_masked((uintptr_t)ptr)); }
 
 /* Usable size and validity of an allocated pointer; reports misuse for op. */
 size_t usable_size_checked(const void *ptr, const char *op);
