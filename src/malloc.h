@@ -3,18 +3,19 @@
  * API (malloc.c) and the standard names (override.c).
  * Go counterpart: mallocgc's small-object path and nextFreeFast (malloc.go).
  *
- * malloc, small object: size -> class by table; pop the thread's reuse
- * list for the class if it has an object; else the class's current span:
- * count-trailing-zeros of its 64-bit window, clear the bit. No lock, no
- * atomic; the slow path only when both are empty.
+ * malloc, small object: size -> the class's cache slot by table; pop the
+ * thread's reuse stack for the class if it has an object; else the class's
+ * current span: count-trailing-zeros of its 64-bit window, clear the bit.
+ * No lock, no atomic; the slow path only when both are empty.
  *
- * free: arena index -> arena record -> span (two loads); if this thread
- * owns the span, check that the pointer is an object start, that the object
- * was handed out (index below span.fresh) and is not free now (no free tag
- * in its word 1: mspan.h), then push it on the reuse list and tag it. No
- * lock, no atomic, no bitmap. Everything else (a full list, other owners,
- * large objects, bad or doubtful pointers) goes to the slow paths, which
- * decide from the bitmaps.
+ * free: arena index (masked) -> arena record -> span (two loads); if this
+ * thread owns the span, one multiply checks that the pointer is an object
+ * start and that the object was handed out (span_exact_index below
+ * span.fast_fresh), and word 1 that it is not free now (no free tag:
+ * mspan.h); then push it on the reuse stack and tag it. No lock, no atomic,
+ * no bitmap. Everything else (a full stack, other owners, large objects,
+ * bad or doubtful pointers) goes to the slow paths, which decide from the
+ * bitmaps.
  */
 #ifndef GOMALLOC_MALLOC_H
 #define GOMALLOC_MALLOC_H
