@@ -699,7 +699,7 @@ void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op);
 void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op) {
     /* The common case inline: an unaligned small object of its own class. */
     mspan *s = span_lookup_masked((uintptr_t)ptr);
-    if (likely(s != NULL) && likely(align == 0) && likely(size <= MAX_SMALL_SIZE) &&
+    if (likely(align == 0) && likely(size <= MAX_SMALL_SIZE) && likely(s != NULL) &&
         likely(small_spanclass(size) == s->spanclass)) {
         free_span(ptr, s); /* one lookup for both */
         return;

@@ -28,7 +28,7 @@
 /* malloc.c: free with the size checked (cheaply), align 0 when unaligned;
  * a wrong size is reported under op. */
 extern "C" __attribute__((visibility("hidden"))) void delete_sized_checked(void *p, std::size_t size,
-                                                                          std::size_t align, const char *op);
+                                                                          std::size_t align, const char *op) noexcept;
 
 namespace {
 
