@@ -52,13 +52,21 @@ static palloc_sum naive_summary(const uint64_t *b) {
 TEST(chunk_summarize_matches_naive) {
     uint64_t r = 7;
     uint64_t b[CHUNK_PAGES / 64];
-    for (int iter = 0; iter < 20000; iter++) {
-        int mode = iter % 4;
+    for (int iter = 0; iter < 30000; iter++) {
+        int mode = iter % 6;
         for (int w = 0; w < CHUNK_PAGES / 64; w++) {
             uint64_t x = tl_rand(&r);
             if (mode == 1) x &= tl_rand(&r) & tl_rand(&r);    /* mostly free */
             if (mode == 2) x |= tl_rand(&r) | tl_rand(&r);    /* mostly used */
             if (mode == 3) x = (tl_rand(&r) % 3 == 0) ? ~0ull : (tl_rand(&r) % 2 ? 0 : x);
+            if (mode >= 4) { /* used, with a few free runs of every length inside words */
+                x = ~0ull;
+                for (int k = (int)(tl_rand(&r) % 4); k > 0; k--) {
+                    unsigned len = 1 + (unsigned)(tl_rand(&r) % (mode == 4 ? 8 : 63)), at = (unsigned)(tl_rand(&r) % 64);
+                    uint64_t run = len >= 64 ? ~0ull : ((1ull << len) - 1);
+                    x &= ~(run << at);
+                }
+            }
             b[w] = x;
         }
         palloc_sum want = naive_summary(b), got = chunk_summarize(b);
