@@ -165,7 +165,7 @@ void mcentral_release(mspan *s, mcache *c) {
             mc->nfull++;
         if (DEBUG_CHECKS && st != SPAN_DEAD) span_check_unowned(s);
         unlock(&mc->lock);
-        if (st == SPAN_DEAD) mheap_free_span(s);
+        if (st == SPAN_DEAD) mheap_release_span(s, c);
         return;
     }
 }

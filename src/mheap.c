@@ -241,6 +241,38 @@ void mheap_free_span(mspan *s) {
     scavenge_poke();
 }
 
+/* The pages of s back into c's page cache, if they lie in its window:
+ * the window's pages stay allocated in the heap's bitmap whoever holds
+ * them, so a page in use goes to the cache by setting its bit (windows of
+ * two caches may share an address range; their bits never overlap, and
+ * the span's pages are in neither). Ready pages: no scavenged bit. */
+static bool free_to_page_cache(mspan *s, mcache *c) {
+    uintptr_t base = s->base, npages = s->npages;
+    lock(&c->pcache_lock);
+    page_cache *pc = &c->pcache;
+    bool fits = pc->base && base >= pc->base && base + npages * PAGE_SIZE <= pc->base + PAGE_CACHE_PAGES * PAGE_SIZE;
+    if (fits) {
+        uint64_t bits = (npages >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << npages) - 1))
+                        << ((base - pc->base) >> PAGE_SHIFT);
+        if (pc->cache & bits) throw("page cache at %p already holds pages of span %p", (void *)pc->base, (void *)base);
+        pc->cache |= bits;
+        atomic_fetch_add_explicit(&mheap_.pagecache_free, npages, memory_order_relaxed);
+    }
+    unlock(&c->pcache_lock);
+    return fits;
+}
+
+void mheap_release_span(mspan *s, mcache *c) {
+    if (fs_state(span_free_state(s)) != SPAN_DEAD) throw("freeing span %p that is not dead", (void *)s->base);
+    if (c == NULL || c == &mcache_empty || !free_to_page_cache(s, c)) {
+        mheap_free_span(s);
+        return;
+    }
+    if (DEBUG_CHECKS) span_check_dead(s);
+    atomic_fetch_sub_explicit(&mheap_.pages_inuse, s->npages, memory_order_relaxed);
+    fixalloc_free(&mheap_.spanalloc[s->record_kind], s);
+}
+
 bool mheap_grow_large(mspan *s, uintptr_t new_npages) {
     uintptr_t extra = new_npages - s->npages, scav = 0;
     lock(&mheap_.lock);

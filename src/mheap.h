@@ -50,6 +50,10 @@ int mheap_init(void);
 mspan *mheap_alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages);
 /* Return a dead span's pages to the page allocator and its record. */
 void mheap_free_span(mspan *s);
+/* The same for a span its owner c just released (dead): its pages go back
+ * to c's page cache when they lie in the cache's window, without the heap
+ * lock; else mheap_free_span. */
+void mheap_release_span(mspan *s, mcache *c);
 /* Large spans: grow in place if the following pages are free / give back
  * the tail. */
 bool mheap_grow_large(mspan *s, uintptr_t new_npages);
