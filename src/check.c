@@ -95,6 +95,7 @@ static struct cx {
     /* reached from the caches and mcentral */
     uint64_t ncaches, cached_spans, pc_pages, pc_scav;
     uint64_t window_objs[NUM_SIZE_CLASSES], reuse_objs[NUM_SIZE_CLASSES];
+    uint64_t empty_bytes; /* kept empty spans of the cache being checked */
     uint64_t npartial[NUM_SPAN_CLASSES], nfull[NUM_SPAN_CLASSES];
     /* found by the page walk */
     uint64_t seen_cached, seen_partial[NUM_SPAN_CLASSES], seen_full[NUM_SPAN_CLASSES];
@@ -449,8 +450,9 @@ static bool check_owned_list(mcache *c, uint8_t spc, unsigned place, uint64_t *f
         if (!check_owned(c, s, spc, place, flagged)) return false;
         uint32_t live = span_live_objects(s), free = s->nelems - live;
         uint32_t thr = s->nelems >= 16 ? s->nelems / 8u : 1u;
+        if (place == PLACE_PARTIAL && s->countdown == COUNTDOWN_EMPTY) cx.empty_bytes += s->npages * PAGE_SIZE;
         if (place == PLACE_PARTIAL)
-            REQUIRE(live > 0 && free >= thr && s->countdown == live,
+            REQUIRE(free >= thr && s->countdown == (live ? live : COUNTDOWN_EMPTY),
                     "cache %p: owned partial span %p: %u live, %u free (threshold %u), countdown %u", (void *)c,
                     (void *)s->base, live, free, thr, s->countdown);
         else
@@ -490,12 +492,17 @@ static bool check_large_cache(mcache *c) {
 static bool check_cache(mcache *c) {
     uint64_t flagged = 0;
     if (!check_large_cache(c)) return false;
+    cx.empty_bytes = 0;
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) {
         uint8_t spc = (uint8_t)i;
         if (!check_reuse(c, spc) || !check_current(c, spc, &flagged) ||
             !check_owned_list(c, spc, PLACE_PARTIAL, &flagged) || !check_owned_list(c, spc, PLACE_FULL, &flagged))
             return false;
     }
+    REQUIRE(cx.empty_bytes == c->empty_bytes && c->empty_bytes <= EMPTY_KEEP_BYTES,
+            "cache %p: %llu bytes of empty spans on the partial lists, %llu counted (limit %llu)", (void *)c,
+            (unsigned long long)cx.empty_bytes, (unsigned long long)c->empty_bytes,
+            (unsigned long long)EMPTY_KEEP_BYTES);
     uint64_t n = 0;
     for (mspan *s = atomic_load_explicit(&c->notify, memory_order_acquire); s;
          s = atomic_load_explicit(&s->notify_next, memory_order_relaxed)) {

@@ -88,8 +88,14 @@ static mspan **list_head(mcache *c, mspan *s) {
     return s->place == PLACE_PARTIAL ? &c->partial[s->spanclass] : &c->full[s->spanclass];
 }
 
+/* A kept empty span (file_owned_span): on the partial list, countdown
+ * COUNTDOWN_EMPTY (no object can be freed into it), counted in
+ * c->empty_bytes. */
+static inline bool kept_empty(const mspan *s) { return s->place == PLACE_PARTIAL && s->countdown == COUNTDOWN_EMPTY; }
+
 static void owned_push(mcache *c, mspan *s, uint8_t place) {
     s->place = place;
+    if (kept_empty(s)) c->empty_bytes += s->npages * PAGE_SIZE;
     mspan **head = list_head(c, s);
     s->prev = NULL;
     s->next = *head;
@@ -98,6 +104,7 @@ static void owned_push(mcache *c, mspan *s, uint8_t place) {
 }
 
 static void owned_remove(mcache *c, mspan *s) {
+    if (kept_empty(s)) c->empty_bytes -= s->npages * PAGE_SIZE;
     mspan **head = list_head(c, s);
     if (s->prev)
         s->prev->next = s->next;
@@ -134,19 +141,24 @@ static uint32_t absorb_owned(mcache *c, mspan *s) {
 static inline uint32_t reuse_threshold(const mspan *s) { return s->nelems >= 16 ? s->nelems / 8u : 1u; }
 
 /* File s, an owned span that is not (or no longer) current, by how many of
- * its objects live: empty spans go back to the heap, spans with at least
- * the reuse threshold free wait on the partial list, others on the full
- * list. countdown is set to the number of frees after which this must be
- * decided again. */
+ * its objects live: spans with at least the reuse threshold free wait on
+ * the partial list, others on the full list; empty spans go back to the
+ * heap, except that a thread keeps up to EMPTY_KEEP_BYTES (mcache.h) of them on its
+ * partial lists for its next refills. (A producer whose objects another
+ * thread frees empties spans as fast as it needs new ones: releasing each
+ * and taking a new one from the heap cost a page-allocator round trip,
+ * span setup and tagging per span.) countdown is set to the number of frees
+ * after which this must be decided again. */
+
 static void file_owned_span(mcache *c, mspan *s) {
     if (s->place == PLACE_PARTIAL || s->place == PLACE_FULL) owned_remove(c, s);
     uint32_t live = span_live_objects(s);
     uint32_t free = s->nelems - live, thr = reuse_threshold(s);
-    if (live == 0) {
+    if (live == 0 && c->empty_bytes + s->npages * PAGE_SIZE > EMPTY_KEEP_BYTES) {
         s->place = PLACE_NONE;
         mcentral_release(s, c);
     } else if (free >= thr) {
-        s->countdown = live;
+        s->countdown = live ? live : COUNTDOWN_EMPTY;
         owned_push(c, s, PLACE_PARTIAL);
     } else {
         s->countdown = thr - free;
@@ -480,6 +492,21 @@ static void flush_page_caches(mcache *c) {
         mspan *s = spans;
         spans = s->next;
         mheap_free_span(s);
+    }
+}
+
+void mcache_release_empty(void) {
+    mcache *c = tls_cache;
+    if (c == &mcache_empty) return;
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES && c->empty_bytes; spc++) {
+        mspan *next;
+        for (mspan *s = c->partial[spc]; s; s = next) {
+            next = s->next;
+            if (!kept_empty(s)) continue;
+            owned_remove(c, s);
+            mcentral_release(s, c); /* may drain the notify stack, which files spans: start the list again */
+            next = c->partial[spc];
+        }
     }
 }
 

@@ -76,6 +76,11 @@ static inline uint64_t cache_window_for(const struct cache_class *k, const mspan
     return k->alloc == s && k->window_word == w ? k->window : 0;
 }
 
+/* Empty spans a thread keeps for its next refills, in bytes; their
+ * countdown (mspan.h). */
+#define EMPTY_KEEP_BYTES ((uint64_t)512 << 10)
+#define COUNTDOWN_EMPTY (UINT32_MAX - 1)
+
 struct mcache {
     /* Fast path, per span class. */
     struct cache_class k[NUM_SPAN_CLASSES];
@@ -83,6 +88,9 @@ struct mcache {
     /* Spans this thread owns besides the current ones (doubly linked). */
     mspan *partial[NUM_SPAN_CLASSES]; /* have free objects */
     mspan *full[NUM_SPAN_CLASSES];    /* believed full */
+    uint64_t empty_bytes;             /* bytes of empty spans kept on partial
+                                         (at most EMPTY_KEEP_BYTES; mcache.c
+                                         file_owned_span) */
 
     /* Owned spans that received remote frees, pushed by the freeing
      * threads (lock-free stack), drained by the owner. */
@@ -151,6 +159,8 @@ static ALWAYS_INLINE bool reuse_tagged(const void *p) {
 void mcache_keep_full(mcache *c, mspan *s);
 /* Process the notify stack: absorb remote frees of owned spans. */
 void mcache_drain_notify(mcache *c);
+/* Give the calling thread's kept empty spans back (gm_release_memory). */
+void mcache_release_empty(void);
 /* Hand every owned span and the page cache back (thread exit, fork). */
 void mcache_release_all(mcache *c);
 /* Per-thread setup on first use; thread exit. */

@@ -140,7 +140,8 @@ struct mspan {
     uint8_t spanclass;
     uint8_t div_shift;         /* log2 of elemsize's power-of-two factor */
     uint32_t countdown;        /* owner: bitmap frees until mcache_free_event must
-                                  file the span again (see mcache.c) */
+                                  file the span again (see mcache.c);
+                                  COUNTDOWN_EMPTY: a kept empty span */
     uint16_t fresh;            /* objects from here on were never handed out and
                                   carry no tag (see the header comment); owner */
     uint16_t cache_slot;       /* byte offset of the span class's slot in

@@ -188,6 +188,7 @@ void scavenge_run_unlock(void) { unlock(&scav.run); }
 EXPORT size_t gm_release_memory(void) {
     if (!malloc_init()) return 0;
     if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
+    mcache_release_empty(); /* other threads' kept empty spans are theirs (at most EMPTY_KEEP_BYTES each) */
     scavenge_flush_page_caches();
     size_t n = scavenge(SIZE_MAX, true);
     if (DEBUG_CHECKS) heap_check_or_throw(HEAP_CHECK_LOCKED);
