@@ -264,7 +264,15 @@ uint32_t span_live_objects(mspan *s) {
  * into the bitmap), one another thread freed already (its remote bit). If
  * the program overwrote a free object's tag, a window slot's remote bit is
  * set anyway, and span_absorb_remote reports it when the owner collects. */
-void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op) {
+/* mcentral_remote_transition for a free, which keeps errno (the heap may
+ * call the OS); out of line, so the common path saves no registers. */
+static NOINLINE void remote_transition(mspan *s, uint64_t seen) {
+    int saved = errno;
+    mcentral_remote_transition(s, seen);
+    errno = saved;
+}
+
+static ALWAYS_INLINE void free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op, bool secure) {
     unsigned w = (unsigned)(idx >> 6);
     uint64_t bit = (uint64_t)1 << (idx & 63);
     if (unlikely(!(span_alloc_word(s, w) & bit))) {
@@ -275,7 +283,7 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const cha
         report_misuse(op, (void *)p, MISUSE_DOUBLE_FREE);
         return;
     }
-    if (unlikely(options.secure) && s->elemsize >= 16) secure_poison(s, p);
+    if (secure && s->elemsize >= 16) secure_poison(s, p);
     if (s->elemsize >= 16) ((uintptr_t *)p)[1] = reuse_tag ^ p; /* free now: tag it (mspan.h) */
     uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
     if (unlikely(old & bit)) {
@@ -300,11 +308,22 @@ void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const cha
         return;
     }
     if (st == SPAN_FULL ||
-        (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED))) {
-        int saved = errno; /* free keeps errno; the heap may call the OS */
-        mcentral_remote_transition(s, nv);
-        errno = saved;
+        (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)))
+        remote_transition(s, nv);
+}
+
+/* Secure mode's copy, out of line: the call to secure_poison in the middle
+ * of the common path made it save six registers on every remote free. */
+static NOINLINE void free_remote_secure(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op) {
+    free_remote(s, p, idx, c, op, true);
+}
+
+void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op) {
+    if (unlikely(options.secure)) {
+        free_remote_secure(s, p, idx, c, op);
+        return;
     }
+    free_remote(s, p, idx, c, op, false);
 }
 
 void span_check(mspan *s) {
