@@ -817,6 +817,12 @@ void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npag
 
 /* ---- Consistency check ------------------------------------------------ */
 
+/* Is flat summary entry i of level l in a mapped page? */
+static bool flat_entry_mapped(const struct page_alloc *p, unsigned l, uintptr_t i) {
+    uintptr_t pg = ((uintptr_t)&p->summary[l][i] - (uintptr_t)p->summary[l]) / phys_page_size;
+    return p->mapped[l][pg / 8] & (1u << (pg % 8));
+}
+
 /* Recompute every summary from the bitmaps and compare; count free and
  * scavenged pages. Returns 0, or -1 with the first mismatch described in
  * why. Heap lock held (or the test's exclusive use of p). */
@@ -856,14 +862,18 @@ int pages_verify(struct page_alloc *p, char *why, size_t cap) {
                 heap_arena *ha = arena_of_chunk(level_index_to_addr((unsigned)l, i) >> CHUNK_SHIFT);
                 if (!ha || ha->palloc != p) continue;
             }
-            if (l < FLAT_LEVELS) {
-                /* Flat entries outside mapped pages are never read. */
-                uintptr_t pg = ((uintptr_t)&p->summary[l][i] - (uintptr_t)p->summary[l]) / phys_page_size;
-                if (!(p->mapped[l][pg / 8] & (1u << (pg % 8)))) continue;
-            }
+            /* Flat entries outside mapped pages are never read (a refused
+             * reservation can leave a parent's page mapped and its
+             * children's not: those children count as in use). */
+            if (l < FLAT_LEVELS && !flat_entry_mapped(p, (unsigned)l, i)) continue;
             palloc_sum children[16];
             unsigned n = 1u << child_bits;
-            for (unsigned k = 0; k < n; k++) children[k] = load_sum(p, (unsigned)l + 1, (i << child_bits) + k);
+            for (unsigned k = 0; k < n; k++) {
+                uintptr_t ck = (i << child_bits) + k;
+                children[k] = l + 1 < FLAT_LEVELS && !flat_entry_mapped(p, (unsigned)l + 1, ck)
+                                  ? 0
+                                  : load_sum(p, (unsigned)l + 1, ck);
+            }
             palloc_sum want = merge_summaries(children, n, level_log_pages[l + 1]);
             palloc_sum have = load_sum(p, (unsigned)l, i);
             if (want != have)
