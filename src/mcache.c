@@ -74,6 +74,7 @@ static __thread unsigned tls_retry_in __attribute__((tls_model("initial-exec")))
 #define CACHE_RETRY_EVERY 1024
 
 struct orphan_stats orphan_stats;
+struct orphan_free_stripe orphan_free_stripes[ORPHAN_STRIPES];
 
 static mutex list_lock;
 static mcache *all_caches;
@@ -591,6 +592,8 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5
     for (unsigned i = 0; i < NUM_SIZE_CLASSES; i++) {
         out[i].nmalloc += atomic_load_explicit(&orphan_stats.nmalloc[i], memory_order_relaxed);
         out[i].nfree += atomic_load_explicit(&orphan_stats.nfree[i], memory_order_relaxed);
+        for (unsigned j = 0; j < ORPHAN_STRIPES; j++)
+            out[i].nfree += atomic_load_explicit(&orphan_free_stripes[j].nfree[i], memory_order_relaxed);
     }
     large[0] += atomic_load_explicit(&orphan_stats.large_nmalloc, memory_order_relaxed);
     large[1] += atomic_load_explicit(&orphan_stats.large_nfree, memory_order_relaxed);
