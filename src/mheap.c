@@ -263,9 +263,8 @@ static bool free_to_page_cache(mspan *s, mcache *c) {
 }
 
 void mheap_release_span(mspan *s, mcache *c) {
-    if (fs_state(span_free_state(s)) != SPAN_DEAD) throw("freeing span %p that is not dead", (void *)s->base);
-    if (c == NULL || c == &mcache_empty || !free_to_page_cache(s, c)) {
-        mheap_free_span(s);
+    if (c == NULL || c == &mcache_empty || fs_state(span_free_state(s)) != SPAN_DEAD || !free_to_page_cache(s, c)) {
+        mheap_free_span(s); /* (which also reports a span that is not dead) */
         return;
     }
     if (DEBUG_CHECKS) span_check_dead(s);
