@@ -180,6 +180,19 @@ static void stop_and_free_workers(void) {
 
 /* ---- waiting with a deadline ------------------------------------------- */
 
+/* The stacks of a hung process, as '#' lines (shown by tests/run.sh), when
+ * gdb is installed: a hang in fork handling is rare and needs them. */
+static void dump_stacks(pid_t pid) {
+    if (access("/usr/bin/gdb", X_OK) != 0) return;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd,
+             "gdb -batch -nx -p %d -ex 'thread apply all bt' 2>&1 | grep -E '^(Thread|#)' | sed 's/^/# hung %d: /' | head -100",
+             (int)pid, (int)pid);
+    fflush(stdout);
+    int rc = system(cmd);
+    (void)rc;
+}
+
 /* Wait for pid; a child that hangs (for instance in the allocator's atfork
  * child handler, before its own alarm() could be set) is killed after
  * timeout_s. Returns 1 if it exited by itself, 0 if it was killed, -1 on error. */
@@ -191,6 +204,7 @@ static int wait_child(pid_t pid, int *st, double timeout_s) {
         if (r == pid) return 1;
         if (r < 0 && errno != EINTR) return -1;
         if (tl_now() > deadline) {
+            dump_stacks(pid);
             kill(pid, SIGKILL);
             while (waitpid(pid, st, 0) < 0 && errno == EINTR) {
             }
