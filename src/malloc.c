@@ -511,10 +511,8 @@ EXPORT void *gm_realloc(void *ptr, size_t size) {
     }
     mspan *s = span_lookup_masked((uintptr_t)ptr);
     size_t old;
-    if (likely(s != NULL) && likely(span_owner(s) == current_cache()) &&
-        likely(span_exact_index(s, (uintptr_t)ptr) < s->fast_fresh) && likely(!reuse_tagged(ptr))) {
-        /* An object in use of a span this thread owns: the free fast path's
-         * test (malloc.h). */
+    if (likely(s != NULL) && likely(span_owner(s) == current_cache()) && owned_object_in_use(s, (uintptr_t)ptr)) {
+        /* The free fast path's test (malloc.h). */
         old = s->elemsize;
         if (size <= old && size > old / 2) return ptr;
         return realloc_move(ptr, old, size);

@@ -84,6 +84,14 @@ static ALWAYS_INLINE void *malloc_inline(size_t size) {
     return malloc_large(size, false, 0);
 }
 
+/* Is p, in span s which the calling thread owns, an object in use that
+ * the reuse stacks may take? An object start handed out since the span was
+ * set up, of a class with reuse stacks (span_exact_index below
+ * mspan.fast_fresh), and not free now (no free tag: mspan.h). */
+static ALWAYS_INLINE bool owned_object_in_use(const mspan *s, uintptr_t p) {
+    return likely(span_exact_index(s, p) < s->fast_fresh) && likely(!reuse_tagged((const void *)p));
+}
+
 /* free of ptr, whose page maps to span s (span_lookup_masked; NULL if
  * none). */
 static ALWAYS_INLINE void free_span(void *ptr, mspan *s) {
@@ -94,25 +102,19 @@ static ALWAYS_INLINE void free_span(void *ptr, mspan *s) {
     }
     mcache *c = current_cache();
     if (likely(span_owner(s) == c)) {
-        /* An object start, handed out since the span was set up, of a class
-         * with reuse stacks (span_exact_index, mspan.fast_fresh). */
-        if (likely(span_exact_index(s, p) < s->fast_fresh)) {
+        if (owned_object_in_use(s, p)) {
             struct cache_class *k = (struct cache_class *)((char *)c->k + s->cache_slot);
-            void **q = ptr;
-            uintptr_t tag = reuse_tag ^ p;
             uint64_t rw = k->reuse_word;
             uint32_t n = (uint32_t)(rw & REUSE_DEPTH_MASK);
-            /* Not free now (no tag: mspan.h), and room on the stack. */
-            if (likely((uintptr_t)q[1] != tag)) {
-                if (likely(n < k->reuse_limit)) {
-                    q[1] = (void *)tag;
-                    k->reuse[n] = q;
-                    reuse_word_set(k, rw + REUSE_PUSH);
-                    return;
-                }
-                mcache_free_overflow(c, s, ptr);
+            if (likely(n < k->reuse_limit)) { /* room on the stack */
+                void **q = ptr;
+                q[1] = (void *)(reuse_tag ^ p); /* free: tagged */
+                k->reuse[n] = q;
+                reuse_word_set(k, rw + REUSE_PUSH);
                 return;
             }
+            mcache_free_overflow(c, s, ptr);
+            return;
         }
         free_slow(ptr);
         return;

@@ -92,7 +92,9 @@ static mspan **list_head(mcache *c, mspan *s) {
 /* A kept empty span (file_owned_span): on the partial list, countdown
  * COUNTDOWN_EMPTY (no object can be freed into it), counted in
  * c->empty_bytes. */
-static inline bool kept_empty(const mspan *s) { return s->place == PLACE_PARTIAL && s->countdown == COUNTDOWN_EMPTY; }
+static inline bool kept_empty(const mspan *s) {
+    return s->place == PLACE_PARTIAL && s->countdown == COUNTDOWN_EMPTY;
+}
 
 static void owned_push(mcache *c, mspan *s, uint8_t place) {
     s->place = place;
@@ -144,13 +146,12 @@ static inline uint32_t reuse_threshold(const mspan *s) { return s->nelems >= 16 
 /* File s, an owned span that is not (or no longer) current, by how many of
  * its objects live: spans with at least the reuse threshold free wait on
  * the partial list, others on the full list; empty spans go back to the
- * heap, except that a thread keeps up to EMPTY_KEEP_BYTES (mcache.h) of them on its
- * partial lists for its next refills. (A producer whose objects another
- * thread frees empties spans as fast as it needs new ones: releasing each
- * and taking a new one from the heap cost a page-allocator round trip,
- * span setup and tagging per span.) countdown is set to the number of frees
- * after which this must be decided again. */
-
+ * heap, except that a thread keeps up to EMPTY_KEEP_BYTES (mcache.h) of
+ * them on its partial lists for its next refills. (A producer whose
+ * objects another thread frees empties spans as fast as it needs new ones:
+ * releasing each and taking a new one from the heap cost a page-allocator
+ * round trip, span setup and tagging per span.) countdown is set to the
+ * number of frees after which this must be decided again. */
 static void file_owned_span(mcache *c, mspan *s) {
     if (s->place == PLACE_PARTIAL || s->place == PLACE_FULL) owned_remove(c, s);
     uint32_t live = span_live_objects(s);

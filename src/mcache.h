@@ -213,6 +213,12 @@ struct orphan_free_stripe {
     _Atomic uint64_t nfree[NUM_SIZE_CLASSES];
 } __attribute__((aligned(CACHE_LINE)));
 HIDDEN extern struct orphan_free_stripe orphan_free_stripes[ORPHAN_STRIPES];
+/* The calling thread's stripe: the top 3 bits of its TLS address times the
+ * 64-bit golden ratio (TLS blocks are a stack size apart, so low bits
+ * repeat). */
+static inline unsigned orphan_stripe(void) {
+    return (unsigned)(((uint64_t)(uintptr_t)&tls_cache * 0x9E3779B97F4A7C15ull) >> 61);
+}
 
 static inline void stat_add(uint64_t *counter, uint64_t n) {
     __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
@@ -224,9 +230,8 @@ static inline void count_free(mcache *c, uint8_t spc) {
     if (c != &mcache_empty)
         stat_add(&c->counts[spc].nfree, 1);
     else
-        atomic_fetch_add_explicit(
-            &orphan_free_stripes[((uint64_t)(uintptr_t)&tls_cache * 0x9E3779B97F4A7C15ull) >> 61].nfree[spanclass_sizeclass(spc)], 1,
-            memory_order_relaxed);
+        atomic_fetch_add_explicit(&orphan_free_stripes[orphan_stripe()].nfree[spanclass_sizeclass(spc)], 1,
+                                  memory_order_relaxed);
 }
 
 #endif /* GOMALLOC_MCACHE_H */
