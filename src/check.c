@@ -29,7 +29,7 @@
  *  - Q every live span: record kind and alignment, class parameters (size,
  *    objects, pages, division magic, limit, bitmap words), tail bits set,
  *    remote-free bits only on allocated objects and counted exactly in
- *    free_state, the zeroed-base mark above its end, and per state:
+ *    free_state or held back in the caches' remote-free entries, the zeroed-base mark above its end, and per state:
  *    CACHED (owned, placed current/partial/full, remote frees pending only
  *    with NOTIFY), PARTIAL (unowned, alloc_count live, not all dead), FULL
  *    (unowned, every object live, no remote free), LARGE (one object, the
@@ -39,7 +39,8 @@
  *    its current spans (window inside the span, on free slots only, no
  *    remote free in it; a span known zero has zero free slots), reuse
  *    stacks (distinct in-use object starts of owned spans of the class,
- *    tagged), owned partial and full lists (linked, placed, the countdown
+ *    tagged), remote-free entries (listed in the mask, live small spans of
+ *    their class), owned partial and full lists (linked, placed, the countdown
  *    invariants of mcache.c: a partial span has countdown == live >= 1
  *    and at least the reuse threshold free, a full span countdown ==
  *    threshold - free), and notify stack (exactly the owned spans with
@@ -225,15 +226,18 @@ static bool check_live_span(mspan *s) {
     if (!span_shape(s)) return false;
     uint32_t alloc_n = 0, remote_n = 0;
     if (!span_counts(s, &alloc_n, &remote_n)) return false;
-    REQUIRE(fs_count(v) == (int32_t)remote_n, "span %p (%s): free_state counts %d remote frees, bitmap has %u", b,
-            state_name(st), fs_count(v), remote_n);
+    /* remote frees whose counts threads hold back (mcache_remote_pending) */
+    uint32_t pending = remote_n || fs_count(v) ? mcache_remote_pending_for(s) : 0;
+    REQUIRE(fs_count(v) + (int64_t)pending == (int64_t)remote_n,
+            "span %p (%s): free_state counts %d remote frees, %u uncounted, bitmap has %u", b, state_name(st),
+            fs_count(v), pending, remote_n);
     cx.live_objs[spanclass_sizeclass(s->spanclass)] += alloc_n - remote_n;
     switch (st) {
     case SPAN_CACHED:
         REQUIRE(span_owner(s) != NULL, "span %p: CACHED without an owner", b);
         REQUIRE(s->place == PLACE_CURRENT || s->place == PLACE_PARTIAL || s->place == PLACE_FULL,
                 "span %p: CACHED with place %u", b, s->place);
-        REQUIRE(remote_n == 0 || (v & FS_NOTIFY), "span %p: %u remote frees and its owner was not told", b,
+        REQUIRE(remote_n <= pending || (v & FS_NOTIFY), "span %p: %u remote frees and its owner was not told", b,
                 remote_n);
         cx.seen_cached++;
         break;
@@ -242,14 +246,14 @@ static bool check_live_span(mspan *s) {
                 "span %p: PARTIAL but owned, placed %u or flagged", b, s->place);
         REQUIRE(alloc_n == s->alloc_count, "span %p: PARTIAL with %u objects allocated, alloc_count %u", b, alloc_n,
                 s->alloc_count);
-        REQUIRE(remote_n < alloc_n, "span %p: PARTIAL with every object (%u) freed", b, alloc_n);
+        REQUIRE(fs_count(v) < (int32_t)alloc_n, "span %p: PARTIAL with every object (%u) freed", b, alloc_n);
         REQUIRE(alloc_n < s->nelems || remote_n > 0, "span %p: PARTIAL with no free object", b);
         cx.seen_partial[s->spanclass]++;
         break;
     case SPAN_FULL:
         REQUIRE(span_owner(s) == NULL && s->place == PLACE_NONE && !(v & FS_NOTIFY),
                 "span %p: FULL but owned, placed %u or flagged", b, s->place);
-        REQUIRE(alloc_n == s->nelems && s->alloc_count == s->nelems && remote_n == 0,
+        REQUIRE(alloc_n == s->nelems && s->alloc_count == s->nelems && fs_count(v) <= 0,
                 "span %p: FULL with %u of %u allocated (alloc_count %u), %u freed", b, alloc_n, s->nelems,
                 s->alloc_count, remote_n);
         cx.seen_full[s->spanclass]++;
@@ -499,6 +503,25 @@ static bool check_cache(mcache *c) {
             !check_owned_list(c, spc, PLACE_PARTIAL, &flagged) || !check_owned_list(c, spc, PLACE_FULL, &flagged))
             return false;
     }
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+        struct remote_pending *r = &c->remote[spc];
+        bool listed = (c->remote_mask[spc / 64] >> (spc % 64)) & 1;
+        REQUIRE(listed == (r->span != NULL) && (r->span ? r->n >= 1 && r->n <= r->limit && r->limit == remote_limit(r->span) : !r->n),
+                "cache %p: remote-free entry of class %u: span %p, %u frees, listed %d", (void *)c, spc,
+                r->span ? (void *)r->span->base : NULL, r->n, listed);
+        if (!r->span) continue;
+        unsigned st = fs_state(span_free_state(r->span));
+        REQUIRE(r->span->spanclass == spc && (st == SPAN_CACHED || st == SPAN_PARTIAL || st == SPAN_FULL),
+                "cache %p: remote-free entry of class %u holds span %p of class %u, %s", (void *)c, spc,
+                (void *)r->span->base, r->span->spanclass, state_name(st));
+        uint32_t alloc_n, remote_n, held = mcache_remote_pending_for(r->span);
+        if (!span_counts(r->span, &alloc_n, &remote_n)) return false;
+        int32_t cnt = fs_count(span_free_state(r->span));
+        REQUIRE(cnt + (int64_t)held == (int64_t)remote_n,
+                "cache %p: span %p counts %d remote frees, %u uncounted, bitmap has %u", (void *)c,
+                (void *)r->span->base, cnt, held, remote_n);
+    }
+    REQUIRE(!c->fallback || !remote_any(c), "the fallback cache has remote-free entries");
     REQUIRE(cx.empty_bytes == c->empty_bytes && c->empty_bytes <= EMPTY_KEEP_BYTES,
             "cache %p: %llu bytes of empty spans on the partial lists, %llu counted (limit %llu)", (void *)c,
             (unsigned long long)cx.empty_bytes, (unsigned long long)c->empty_bytes,
@@ -524,7 +547,8 @@ static bool check_empty_cache(void) {
         REQUIRE(c->k[i].alloc == &emptyspan && !c->k[i].window && c->k[i].window_word == NO_WINDOW && !reuse_depth(&c->k[i]) &&
                     !c->partial[i] && !c->full[i],
                 "mcache_empty: class %u was written", i);
-    REQUIRE(!atomic_load(&c->notify) && !c->pcache.cache, "mcache_empty: notify stack or page cache in use");
+    REQUIRE(!atomic_load(&c->notify) && !c->pcache.cache && !remote_any(c),
+            "mcache_empty: notify stack, page cache or remote-free entries in use");
     REQUIRE(emptyspan.nelems == 0 && emptyspan.nwords == 0 && span_owner(&emptyspan) == NULL,
             "the empty span was written");
     return true;

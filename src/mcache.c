@@ -16,9 +16,10 @@
  *   full[spc]     owned spans with every object in use.
  * The owner frees into all of them with plain stores (mspan.h), so a thread
  * that frees what it allocated never executes an atomic instruction. Other
- * threads' frees set remote bits; the first one after each drain pushes the
- * span onto this cache's notify stack, which the owner drains when it next
- * needs a span: their objects become reusable then. Measured on the churn
+ * threads' frees set remote bits and are counted in the span's free_state
+ * (in batches, see mcache_remote_pending); the first count after each drain
+ * pushes the span onto this cache's notify stack, which the owner drains
+ * when it next needs a span: their objects become reusable then. Measured on the churn
  * and server workloads of bench/, this is what lets the fast paths stay
  * atomic-free (see README.md, "Design").
  *
@@ -279,6 +280,78 @@ void mcache_drain_notify(mcache *c) {
     }
 }
 
+/* ---- Remote frees, counted in batches ------------------------------------
+ *
+ * A remote free is two atomic steps on two cache lines of the span: its
+ * remote bit (which catches a double free at once) and its count in
+ * free_state (which tells the owner, through NOTIFY and its notify stack,
+ * or mcentral, through the transitions of unowned spans). A thread that
+ * frees many objects of one span, as a consumer does in the order its
+ * producer allocated them, sets every bit at once but adds the counts a
+ * batch at a time: per span class it remembers the span of its last remote
+ * free and how many frees into it are still uncounted, and counts them when
+ * a free of that class goes to another span, when an entry reaches its
+ * limit (remote_limit: an eighth of the span), every REMOTE_FLUSH_EVERY
+ * entry replacements, when the thread refills a span class, trims
+ * (gm_release_memory) or exits. Measured on producer/consumer at 4 threads
+ * (bench/prodcons): 1.25x faster than counting every free, same peak RSS.
+ *
+ * An uncounted free is what the protocol already allows of a thread paused
+ * between its two steps: the count of a span with uncounted frees cannot
+ * reach the number of objects it has allocated, so the span cannot die (and
+ * its record cannot be reused) before they are counted; its owner may
+ * absorb their bits early (its count goes below zero until they are
+ * counted). A thread without a cache gets one on its first remote free, to
+ * hold its entries; if it cannot, its frees are counted at once.
+ */
+void mcache_remote_pending(mcache *c, mspan *s) {
+    if (c == &mcache_empty) {
+        int saved = errno;
+        c = mcache_for_thread();
+        errno = saved;
+        if (!c) {
+            span_count_remote(s, 1);
+            return;
+        }
+    }
+    if (++c->remote_switches >= REMOTE_FLUSH_EVERY) mcache_flush_remote(c);
+    unsigned spc = s->spanclass;
+    struct remote_pending *r = &c->remote[spc];
+    mspan *old = r->span;
+    uint32_t n = r->n;
+    /* The entry is whole before the old one is counted: counting may
+     * allocate (a transition can start the scavenger thread), and that
+     * allocation's refill flushes this cache. */
+    r->span = s;
+    r->n = 1;
+    r->limit = remote_limit(s);
+    c->remote_mask[spc / 64] |= (uint64_t)1 << (spc % 64);
+    if (old) span_count_remote(old, n);
+}
+
+void mcache_flush_remote(mcache *c) {
+    c->remote_switches = 0;
+    for (unsigned i = 0; i < (NUM_SPAN_CLASSES + 63) / 64; i++) {
+        while (c->remote_mask[i]) {
+            unsigned spc = i * 64 + (unsigned)__builtin_ctzll(c->remote_mask[i]);
+            c->remote_mask[i] &= c->remote_mask[i] - 1;
+            struct remote_pending *r = &c->remote[spc];
+            mspan *s = r->span;
+            uint32_t n = r->n;
+            r->span = NULL;
+            r->n = 0;
+            span_count_remote(s, n);
+        }
+    }
+}
+
+uint32_t mcache_remote_pending_for(mspan *s) {
+    uint32_t n = 0;
+    for (mcache *c = all_caches; c; c = c->next)
+        if (c->remote[s->spanclass].span == s) n += c->remote[s->spanclass].n;
+    return n;
+}
+
 /* The current span of spc is used up: find another with free objects. */
 /* The window of class spc is used up: load another (the next word of the
  * current span, a rescan of it, an owned partial span, or a span from
@@ -291,6 +364,7 @@ static bool refill(mcache *c, uint8_t spc) {
         uncache_current(c, spc);
         file_owned_span(c, s);
     }
+    if (remote_any(c)) mcache_flush_remote(c); /* (our own spans' frees among them) */
     mcache_drain_notify(c);
     while ((s = c->partial[spc]) != NULL) {
         owned_remove(c, s);
@@ -354,6 +428,9 @@ static mcache *new_cache(bool is_fallback) {
         c->k[i].tag_off = c->k[i].elemsize >= 16 ? 8 : 0;
         c->k[i].window_word = NO_WINDOW;
     }
+    memset(c->remote, 0, sizeof c->remote);
+    memset(c->remote_mask, 0, sizeof c->remote_mask);
+    c->remote_switches = 0;
     c->fallback = is_fallback;
     lock(&list_lock);
     c->prev = NULL;
@@ -500,6 +577,7 @@ static void flush_page_caches(mcache *c) {
 void mcache_release_empty(void) {
     mcache *c = tls_cache;
     if (c == &mcache_empty) return;
+    mcache_flush_remote(c);
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES && c->empty_bytes; spc++) {
         mspan *next;
         for (mspan *s = c->partial[spc]; s; s = next) {
@@ -513,6 +591,7 @@ void mcache_release_empty(void) {
 }
 
 void mcache_release_all(mcache *c) {
+    mcache_flush_remote(c);
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) flush_reuse(c, (uint8_t)spc, REUSE_MAX);
     mcache_drain_notify(c);
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
@@ -755,6 +834,10 @@ void mcache_fork_child(void) {
             atomic_store_explicit(&c->notify, NULL, memory_order_relaxed); /* rebuilt by the walk */
         else
             fork_free_reuse(c);
+        /* uncounted remote frees: the walk counts every span's remote bits */
+        memset(c->remote, 0, sizeof c->remote);
+        memset(c->remote_mask, 0, sizeof c->remote_mask);
+        c->remote_switches = 0;
     }
     mheap_for_each_span(fork_fix_span, NULL);
     for (;;) {

@@ -257,13 +257,6 @@ uint32_t span_live_objects(mspan *s) {
     return n;
 }
 
-/* Free object idx of s from a thread that does not own s (op names the
- * caller's operation in reports). Caught here: an object whose allocation
- * bit is clear, one that is free anywhere else (its free tag: on its
- * owner's reuse list, in the owner's allocation window, freed by the owner
- * into the bitmap), one another thread freed already (its remote bit). If
- * the program overwrote a free object's tag, a window slot's remote bit is
- * set anyway, and span_absorb_remote reports it when the owner collects. */
 /* mcentral_remote_transition for a free, which keeps errno (the heap may
  * call the OS); out of line, so the common path saves no registers. */
 static NOINLINE void remote_transition(mspan *s, uint64_t seen) {
@@ -272,6 +265,39 @@ static NOINLINE void remote_transition(mspan *s, uint64_t seen) {
     errno = saved;
 }
 
+void span_count_remote(mspan *s, uint32_t n) {
+    /* Count the frees, and in the same step flag an owned span for its
+     * owner's notify stack if nobody has: once NOTIFY is set the owner
+     * cannot give the span away, so it cannot die and be reused while we
+     * push it. (A separate flagging step after the count could land on a
+     * span record reused in between.) */
+    uint64_t v = atomic_load_explicit(&s->free_state, memory_order_relaxed), nv;
+    do {
+        nv = v + n;
+        if (fs_state(v) == SPAN_CACHED && !(v & FS_NOTIFY)) nv |= FS_NOTIFY;
+    } while (!atomic_compare_exchange_weak_explicit(&s->free_state, &v, nv, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    unsigned st = fs_state(nv);
+    if (st == SPAN_CACHED) {
+        if (!(v & FS_NOTIFY)) mcentral_notify_owner(s);
+        return;
+    }
+    if (st == SPAN_FULL ||
+        (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)))
+        remote_transition(s, nv);
+}
+
+/* Free object idx of s from a thread that does not own s (op names the
+ * caller's operation in reports). Caught here: an object whose allocation
+ * bit is clear, one that is free anywhere else (its free tag: on its
+ * owner's reuse list, in the owner's allocation window, freed by the owner
+ * into the bitmap), one another thread freed already (its remote bit). If
+ * the program overwrote a free object's tag, a window slot's remote bit is
+ * set anyway, and span_absorb_remote reports it when the owner collects.
+ *
+ * The remote bit is set at once (double frees are caught at once); the
+ * free_state count, which tells the owner or mcentral, is added later, a
+ * batch per span: see mcache_remote_pending. */
 static ALWAYS_INLINE void free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op, bool secure) {
     unsigned w = (unsigned)(idx >> 6);
     uint64_t bit = (uint64_t)1 << (idx & 63);
@@ -284,32 +310,19 @@ static ALWAYS_INLINE void free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcac
         return;
     }
     if (secure && s->elemsize >= 16) secure_poison(s, p);
-    if (s->elemsize >= 16) ((uintptr_t *)p)[1] = reuse_tag ^ p; /* free now: tag it (mspan.h) */
+    if (s->elemsize >= 16) ((uintptr_t *)p)[1] = reuse_tag ^ p; /* free now: tagged (mspan.h) */
     uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
     if (unlikely(old & bit)) {
         report_misuse(op, (void *)p, MISUSE_DOUBLE_FREE_REMOTE);
         return;
     }
     count_free(c, s->spanclass);
-    /* Count the free, and in the same step flag an owned span for its
-     * owner's notify stack if nobody has: once NOTIFY is set the owner cannot
-     * give the span away, so it cannot die and be reused while we push it.
-     * (A separate flagging step after the count could land on a span record
-     * reused in between.) */
-    uint64_t v = atomic_load_explicit(&s->free_state, memory_order_relaxed), nv;
-    do {
-        nv = v + 1;
-        if (fs_state(v) == SPAN_CACHED && !(v & FS_NOTIFY)) nv |= FS_NOTIFY;
-    } while (!atomic_compare_exchange_weak_explicit(&s->free_state, &v, nv, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    unsigned st = fs_state(nv);
-    if (st == SPAN_CACHED) {
-        if (!(v & FS_NOTIFY)) mcentral_notify_owner(s);
+    struct remote_pending *r = &c->remote[s->spanclass];
+    if (likely(r->span == s) && likely(r->n < r->limit)) {
+        r->n++;
         return;
     }
-    if (st == SPAN_FULL ||
-        (st == SPAN_PARTIAL && fs_count(nv) == (int32_t)__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)))
-        remote_transition(s, nv);
+    mcache_remote_pending(c, s);
 }
 
 /* Secure mode's copy, out of line: the call to secure_poison in the middle

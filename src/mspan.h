@@ -225,6 +225,9 @@ uint32_t span_absorb_remote(mspan *s, unsigned window_word, uint64_t window);
 void span_uncache_window(struct cache_class *k, mspan *s);
 uint32_t span_live_objects(mspan *s);
 void span_free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcache *c, const char *op);
+/* Add n remote frees of s (bits already set) to its free_state count, and
+ * tell its owner or mcentral (any thread; no lock held). */
+void span_count_remote(mspan *s, uint32_t n);
 uintptr_t span_object_at(mspan *s, unsigned idx);
 void span_check(mspan *s);
 

@@ -242,6 +242,13 @@ static void c_remote_uncounted(void) {
     unsigned i = obj_index(small_obj[2]);
     atomic_fetch_or(&s->bits[2 * (i / 64) + 1], (uint64_t)1 << (i % 64));
 }
+static void c_remote_entry(void) {
+    /* a held-back count for a remote free that never happened */
+    mcache *c = current_cache();
+    mspan *s = small_span();
+    c->remote[small_spc] = (struct remote_pending){s, 1, remote_limit(s)};
+    c->remote_mask[small_spc / 64] |= (uint64_t)1 << (small_spc % 64);
+}
 static void c_summary(void) {
     heap_arena *ha = arena_of((uintptr_t)large_obj);
     ha->chunk_sum[((uintptr_t)large_obj - ha->base) >> CHUNK_SHIFT] ^= 1;
@@ -272,6 +279,7 @@ static void c_record(void) { mheap_.spanalloc[0].inuse += mheap_.spanalloc[0].si
 
 TEST(detects_alloc_bit_cleared) { CHECK(detects(c_alloc_bit, "objects live")); }
 TEST(detects_uncounted_remote_free) { CHECK(detects(c_remote_uncounted, "free_state counts")); }
+TEST(detects_bogus_remote_entry) { CHECK(detects(c_remote_entry, "1 uncounted")); }
 TEST(detects_bad_summary) { CHECK(detects(c_summary, "summary")); }
 TEST(detects_scavenged_counter) { CHECK(detects(c_scav_counter, "counters say")); }
 TEST(detects_page_cache_counter) { CHECK(detects(c_pagecache_counter, "page caches hold")); }

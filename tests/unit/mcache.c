@@ -61,11 +61,20 @@ TEST(fresh_span_fills_in_address_order) {
     uint64_t v = span_free_state(s);
     CHECKF(fs_state(v) == SPAN_FULL, "state %u", fs_state(v));
     CHECK(span_owner(s) == NULL);
-    /* the first remote free moves it to the partial list, the last frees it */
+    /* the first remote free, once counted, moves it to the partial list;
+     * the last frees it. This thread holds its counts back until it
+     * flushes (mcache_remote_pending). */
     uint64_t inuse0 = mheap_.pages_inuse;
     gm_free(p[0]);
+    mcache *c = current_cache();
+    CHECK(c != &mcache_empty && c->remote[s->spanclass].span == s && c->remote[s->spanclass].n == 1);
+    CHECKF(fs_state(span_free_state(s)) == SPAN_FULL, "state %u before the count", fs_state(span_free_state(s)));
+    mcache_flush_remote(c);
     CHECKF(fs_state(span_free_state(s)) == SPAN_PARTIAL, "state %u", fs_state(span_free_state(s)));
+    CHECK(!remote_any(c));
     for (size_t i = 1; i < f.n; i++) gm_free(p[i]);
+    CHECKF(fs_state(span_free_state(s)) == SPAN_PARTIAL, "state %u before the count", fs_state(span_free_state(s)));
+    mcache_flush_remote(c);
     CHECKF(mheap_.pages_inuse == inuse0 - s->npages || fs_state(span_free_state(s)) != SPAN_PARTIAL,
            "span not returned: inuse %lu -> %lu", (unsigned long)inuse0, (unsigned long)mheap_.pages_inuse);
     CHECK(identities_hold());
@@ -158,6 +167,95 @@ TEST(remote_frees_come_back_to_the_owner) {
     CHECKF(mheap_.pages_inuse <= inuse, "pages in use grew from %lu to %lu", (unsigned long)inuse,
            (unsigned long)mheap_.pages_inuse);
     for (size_t i = 0; i < n; i++) gm_free(p[i]);
+    CHECK(identities_hold());
+}
+
+/* An owner that allocates, then waits (owning its spans) until told to go. */
+struct held { void **objs; size_t n, size; pthread_barrier_t bar; };
+
+static void *hold_owner(void *arg) {
+    struct held *h = arg;
+    for (size_t i = 0; i < h->n; i++) h->objs[i] = gm_malloc(h->size);
+    pthread_barrier_wait(&h->bar); /* allocated */
+    pthread_barrier_wait(&h->bar); /* the others are done */
+    for (size_t i = 0; i < h->n; i++) gm_free(h->objs[i]);
+    return NULL;
+}
+
+static uint32_t remote_bits(mspan *s) {
+    uint32_t n = 0;
+    for (unsigned w = 0; w < s->nwords; w++) n += (uint32_t)__builtin_popcountll(span_remote_word(s, w));
+    return n;
+}
+
+static void *free_only_thread(void *arg) {
+    struct remote *r = arg;
+    for (size_t i = 0; i < r->n; i++) gm_free(r->objs[i]);
+    /* a thread that never allocated got a cache to hold its counts */
+    return (void *)(uintptr_t)(current_cache() != &mcache_empty);
+}
+
+/* Remote frees set their bit at once and are counted in batches
+ * (mcache_remote_pending): per class, one span's uncounted frees, counted
+ * at an eighth of the span, on a change of span, on gm_release_memory and
+ * at thread exit. */
+TEST(remote_free_counts_are_batched) {
+    static void *objs[1024];
+    struct held h = {.objs = objs, .n = 1024, .size = 64};
+    pthread_barrier_init(&h.bar, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, hold_owner, &h);
+    pthread_barrier_wait(&h.bar);
+    gm_free(gm_malloc(64)); /* this thread has a cache */
+    mcache *c = current_cache();
+    mcache_flush_remote(c);
+    mspan *s = span_of_ptr(objs[0]);
+    uint8_t spc = s->spanclass;
+    CHECK(span_owner(s) != c && span_owner(s) != NULL);
+    uint32_t limit = remote_limit(s);
+    CHECKF(limit == s->nelems / 8 && limit >= 4 && limit + 1 < s->nelems, "limit %u of %u", limit, s->nelems);
+    int32_t count0 = fs_count(span_free_state(s));
+    for (uint32_t i = 0; i < limit; i++) gm_free(objs[i]);
+    /* every bit set, nothing counted yet, the owner not told */
+    CHECKF(remote_bits(s) == limit, "%u remote bits", remote_bits(s));
+    CHECKF(fs_count(span_free_state(s)) == count0, "count %d", fs_count(span_free_state(s)));
+    CHECK(!(span_free_state(s) & FS_NOTIFY));
+    CHECK(c->remote[spc].span == s && c->remote[spc].n == limit && remote_any(c));
+    CHECK(identities_hold()); /* heap_check adds the held counts */
+    /* the next free finds the entry full: the batch is counted */
+    gm_free(objs[limit]);
+    CHECKF(fs_count(span_free_state(s)) == count0 + (int32_t)limit, "count %d", fs_count(span_free_state(s)));
+    CHECK(span_free_state(s) & FS_NOTIFY); /* the owner is told */
+    CHECK(c->remote[spc].span == s && c->remote[spc].n == 1);
+    /* a free into another span of the class counts the rest */
+    size_t other = 0;
+    while (other < h.n && span_of_ptr(objs[other]) == s) other++;
+    CHECK(other < h.n);
+    gm_free(objs[other]);
+    CHECKF(fs_count(span_free_state(s)) == count0 + (int32_t)limit + 1, "count %d", fs_count(span_free_state(s)));
+    CHECK(c->remote[spc].span == span_of_ptr(objs[other]) && c->remote[spc].n == 1);
+    CHECK(identities_hold());
+    /* gm_release_memory counts everything */
+    gm_release_memory();
+    CHECK(!remote_any(c) && c->remote[spc].span == NULL);
+    CHECK(identities_hold());
+    /* a thread that only frees: counted by its exit at the latest */
+    struct remote r = {objs + limit + 1, other - limit - 1};
+    pthread_t f;
+    void *had_cache = NULL;
+    pthread_create(&f, NULL, free_only_thread, &r);
+    pthread_join(f, &had_cache);
+    CHECK(had_cache == (void *)1);
+    /* (the owner is parked: it absorbed nothing) */
+    CHECKF(fs_count(span_free_state(s)) == (int32_t)remote_bits(s), "count %d, bits %u", fs_count(span_free_state(s)),
+           remote_bits(s));
+    CHECK(identities_hold());
+    /* the owner frees the rest and exits: everything returns */
+    for (size_t i = 0; i <= other; i++) objs[i] = NULL;
+    pthread_barrier_wait(&h.bar);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&h.bar);
+    gm_release_memory();
     CHECK(identities_hold());
 }
 
