@@ -28,20 +28,21 @@
  *    free page is covered by no live span and held by no page cache.
  *  - Q every live span: record kind and alignment, class parameters (size,
  *    objects, pages, division magic, limit, bitmap words), tail bits set,
- *    remote-free bits only on allocated objects and counted exactly in
- *    free_state or held back in the caches' remote-free entries, the zeroed-base mark above its end, and per state:
- *    CACHED (owned, placed current/partial/full, remote frees pending only
- *    with NOTIFY), PARTIAL (unowned, alloc_count live, not all dead), FULL
- *    (unowned, every object live, no remote free), LARGE (one object, the
+ *    remote-free bits only on allocated objects, each counted in
+ *    free_state or held back in a cache's remote-free entry, the
+ *    zeroed-base mark above its end, and per state: CACHED (owned, placed
+ *    current/partial/full, counted remote frees only with NOTIFY), PARTIAL
+ *    (unowned, alloc_count live, not all dead), FULL (unowned, every
+ *    object live, no counted remote free), LARGE (one object, the
  *    large class). The spans found in each state equal what the caches
  *    and mcentral (npartial, nfull) hold.
  *  - Q every cache (and the fallback cache; mcache_empty stays pristine):
  *    its current spans (window inside the span, on free slots only, no
  *    remote free in it; a span known zero has zero free slots), reuse
  *    stacks (distinct in-use object starts of owned spans of the class,
- *    tagged), remote-free entries (listed in the mask, live small spans of
- *    their class), owned partial and full lists (linked, placed, the countdown
- *    invariants of mcache.c: a partial span has countdown == live >= 1
+ *    tagged), remote-free entries (listed in the mask, live small spans
+ *    of their class, counts that add up), owned partial and full lists
+ *    (linked, placed, the countdown invariants of mcache.c: a partial span has countdown == live >= 1
  *    and at least the reuse threshold free, a full span countdown ==
  *    threshold - free), and notify stack (exactly the owned spans with
  *    NOTIFY set).
@@ -199,6 +200,16 @@ static bool span_zeroed_base(mspan *s) {
     return true;
 }
 
+/* The remote frees of s counted in free_state plus those held back in the
+ * caches' entries (held) are its remote bits (remote_n). */
+static bool remote_count_adds_up(mspan *s, uint32_t remote_n, uint32_t held) {
+    uint64_t v = span_free_state(s);
+    REQUIRE(fs_count(v) + (int64_t)held == (int64_t)remote_n,
+            "span %p (%s): free_state counts %d remote frees, %u uncounted, bitmap has %u", (void *)s->base,
+            state_name(fs_state(v)), fs_count(v), held, remote_n);
+    return true;
+}
+
 /* A live span found by the page walk (quiescent). */
 static bool check_live_span(mspan *s) {
     void *b = (void *)s->base;
@@ -226,11 +237,10 @@ static bool check_live_span(mspan *s) {
     if (!span_shape(s)) return false;
     uint32_t alloc_n = 0, remote_n = 0;
     if (!span_counts(s, &alloc_n, &remote_n)) return false;
-    /* remote frees whose counts threads hold back (mcache_remote_pending) */
+    /* (a span with entries held back has remote bits or a count below
+     * zero; check_cache checks every entry's span too) */
     uint32_t pending = remote_n || fs_count(v) ? mcache_remote_pending_for(s) : 0;
-    REQUIRE(fs_count(v) + (int64_t)pending == (int64_t)remote_n,
-            "span %p (%s): free_state counts %d remote frees, %u uncounted, bitmap has %u", b, state_name(st),
-            fs_count(v), pending, remote_n);
+    if (!remote_count_adds_up(s, remote_n, pending)) return false;
     cx.live_objs[spanclass_sizeclass(s->spanclass)] += alloc_n - remote_n;
     switch (st) {
     case SPAN_CACHED:
@@ -506,7 +516,8 @@ static bool check_cache(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
         struct remote_pending *r = &c->remote[spc];
         bool listed = (c->remote_mask[spc / 64] >> (spc % 64)) & 1;
-        REQUIRE(listed == (r->span != NULL) && (r->span ? r->n >= 1 && r->n <= r->limit && r->limit == remote_limit(r->span) : !r->n),
+        REQUIRE(listed == (r->span != NULL) &&
+                    (r->span ? r->n >= 1 && r->n <= r->limit && r->limit == remote_limit(r->span) : !r->n),
                 "cache %p: remote-free entry of class %u: span %p, %u frees, listed %d", (void *)c, spc,
                 r->span ? (void *)r->span->base : NULL, r->n, listed);
         if (!r->span) continue;
@@ -514,12 +525,10 @@ static bool check_cache(mcache *c) {
         REQUIRE(r->span->spanclass == spc && (st == SPAN_CACHED || st == SPAN_PARTIAL || st == SPAN_FULL),
                 "cache %p: remote-free entry of class %u holds span %p of class %u, %s", (void *)c, spc,
                 (void *)r->span->base, r->span->spanclass, state_name(st));
-        uint32_t alloc_n, remote_n, held = mcache_remote_pending_for(r->span);
-        if (!span_counts(r->span, &alloc_n, &remote_n)) return false;
-        int32_t cnt = fs_count(span_free_state(r->span));
-        REQUIRE(cnt + (int64_t)held == (int64_t)remote_n,
-                "cache %p: span %p counts %d remote frees, %u uncounted, bitmap has %u", (void *)c,
-                (void *)r->span->base, cnt, held, remote_n);
+        uint32_t alloc_n, remote_n;
+        if (!span_counts(r->span, &alloc_n, &remote_n) ||
+            !remote_count_adds_up(r->span, remote_n, mcache_remote_pending_for(r->span)))
+            return false;
     }
     REQUIRE(!c->fallback || !remote_any(c), "the fallback cache has remote-free entries");
     REQUIRE(cx.empty_bytes == c->empty_bytes && c->empty_bytes <= EMPTY_KEEP_BYTES,

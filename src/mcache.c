@@ -17,11 +17,11 @@
  * The owner frees into all of them with plain stores (mspan.h), so a thread
  * that frees what it allocated never executes an atomic instruction. Other
  * threads' frees set remote bits and are counted in the span's free_state
- * (in batches, see mcache_remote_pending); the first count after each drain
- * pushes the span onto this cache's notify stack, which the owner drains
- * when it next needs a span: their objects become reusable then. Measured on the churn
- * and server workloads of bench/, this is what lets the fast paths stay
- * atomic-free (see README.md, "Design").
+ * (in batches, see mcache_remote_pending); the first count after each
+ * drain pushes the span onto this cache's notify stack, which the owner
+ * drains when it next needs a span: their objects become reusable then.
+ * Measured on the churn and server workloads of bench/, this is what lets
+ * the fast paths stay atomic-free (see README.md, "Design").
  *
  * Each free by the owner decrements span.countdown; at zero the free path
  * calls mcache_free_event, which files the span again by its live objects.
@@ -304,6 +304,13 @@ void mcache_drain_notify(mcache *c) {
  * counted). A thread without a cache gets one on its first remote free, to
  * hold its entries; if it cannot, its frees are counted at once.
  */
+/* Drop every entry without counting it (a new cache; the fork child). */
+static void clear_remote(mcache *c) {
+    memset(c->remote, 0, sizeof c->remote);
+    memset(c->remote_mask, 0, sizeof c->remote_mask);
+    c->remote_switches = 0;
+}
+
 void mcache_remote_pending(mcache *c, mspan *s) {
     if (c == &mcache_empty) {
         int saved = errno;
@@ -428,9 +435,7 @@ static mcache *new_cache(bool is_fallback) {
         c->k[i].tag_off = c->k[i].elemsize >= 16 ? 8 : 0;
         c->k[i].window_word = NO_WINDOW;
     }
-    memset(c->remote, 0, sizeof c->remote);
-    memset(c->remote_mask, 0, sizeof c->remote_mask);
-    c->remote_switches = 0;
+    clear_remote(c);
     c->fallback = is_fallback;
     lock(&list_lock);
     c->prev = NULL;
@@ -834,10 +839,7 @@ void mcache_fork_child(void) {
             atomic_store_explicit(&c->notify, NULL, memory_order_relaxed); /* rebuilt by the walk */
         else
             fork_free_reuse(c);
-        /* uncounted remote frees: the walk counts every span's remote bits */
-        memset(c->remote, 0, sizeof c->remote);
-        memset(c->remote_mask, 0, sizeof c->remote_mask);
-        c->remote_switches = 0;
+        clear_remote(c); /* the walk counts every span's remote bits */
     }
     mheap_for_each_span(fork_fix_span, NULL);
     for (;;) {

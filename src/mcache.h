@@ -192,7 +192,7 @@ void mcache_drain_notify(mcache *c);
 /* A remote free by c's thread set its bit in s; its count goes into c's
  * entry for s's class (the fast path does this when s is already there). */
 void mcache_remote_pending(mcache *c, mspan *s);
-/* Count every entry of c (thread exit, trims, refills, fork). */
+/* Count every entry of c (thread exit, trims, refills). */
 void mcache_flush_remote(mcache *c);
 static inline bool remote_any(const mcache *c) {
     uint64_t any = 0;
