@@ -62,6 +62,7 @@
 #include "mheap.h"
 #include "options.h"
 #include "print.h"
+#include "scavenge.h"
 #include "secure.h"
 
 mcache mcache_empty = {.k = {[0 ... NUM_SPAN_CLASSES - 1] = {.alloc = &emptyspan, .window_word = NO_WINDOW}}};
@@ -415,6 +416,10 @@ void *mcache_alloc_slow(uint8_t spc, size_t size) {
         p = NULL; /* start-up failed */
     }
     if (unlikely(!p)) return malloc_failed(1, size);
+    /* After the object is chosen: starting the thread allocates, and a
+     * caller may rely on what it saw before this call (calloc: the reuse
+     * stack was empty, so the object is fresh) */
+    scavenge_start_if_wanted();
     return p;
 }
 

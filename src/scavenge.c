@@ -32,7 +32,8 @@
  * returned as fast as the goal decays (about 1 s of CPU-bound work would
  * otherwise take a minute at 1%). It is started lazily,
  * by the first free that leaves more than the goal resident, sleeps while
- * there is nothing to do, and is started again on demand after fork.
+ * there is nothing to do, and is started again on demand after fork (in
+ * the child by an allocation, never inside free: see scavenge.h).
  * GOMALLOC_SCAVENGE=inline does the same work on the threads that free, within
  * the same CPU budget; =off never releases anything except on request.
  *
@@ -331,6 +332,21 @@ static void start_thread(void) {
     if (!err && options.verbose) print_err("gomalloc: scavenger thread started\n");
 }
 
+_Atomic int scavenge_start_wanted;
+static _Atomic int start_from_alloc_only; /* set in fork children */
+
+void scavenge_start_thread(void) {
+    if (options.scavenge != SCAVENGE_BACKGROUND || atomic_load_explicit(&scav.exiting, memory_order_relaxed)) {
+        atomic_store_explicit(&scavenge_start_wanted, 0, memory_order_relaxed);
+        return;
+    }
+    if (atomic_load_explicit(&claims_paused, memory_order_relaxed) > 0) return; /* fork: later */
+    atomic_store_explicit(&scavenge_start_wanted, 0, memory_order_relaxed);
+    int saved = errno; /* (the allocation that starts it succeeded) */
+    start_thread();    /* its own allocations see the request cleared */
+    errno = saved;
+}
+
 /* ---- Inline mode ---------------------------------------------------------- */
 
 static void inline_step(void) {
@@ -369,7 +385,13 @@ void scavenge_poke(void) {
     struct need n = compute_need();
     if (!n.bytes && !n.pending) return;
     if (st == THREAD_NONE) {
-        start_thread();
+        if (atomic_load_explicit(&start_from_alloc_only, memory_order_relaxed)) {
+            /* a fork child: never from here (scavenge.h) */
+            atomic_store_explicit(&scavenge_start_wanted, 1, memory_order_relaxed);
+            inline_step();
+        } else {
+            start_thread();
+        }
         return;
     }
     atomic_fetch_add(&scav.wake, 1);
@@ -409,6 +431,7 @@ void scavenge_fork_child(void) {
     atomic_store(&claims_paused, 1);
     atomic_store(&scav.thread_state, THREAD_NONE);
     atomic_store(&scav.sleeping, SLEEP_NONE);
+    atomic_store(&start_from_alloc_only, 1);
 }
 
 void scavenge_shutdown(void) { atomic_store(&scav.exiting, 1); }

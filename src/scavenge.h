@@ -29,6 +29,17 @@ size_t scavenge(size_t bytes, bool force);
 /* After pages were freed: wake (or start) the background scavenger, or do
  * a budgeted step inline, if there is enough to return. */
 void scavenge_poke(void);
+/* In a fork child the thread is started only at the end of an allocation
+ * slow path (scavenge_start_if_wanted), never from free: the child's free
+ * may run inside the C library with its locks held (glibc frees dead
+ * threads' TLS under the lock of its stack cache, which pthread_create
+ * takes: starting the thread there deadlocked the child). Until then the
+ * child's frees work inline. */
+HIDDEN extern _Atomic int scavenge_start_wanted;
+void scavenge_start_thread(void);
+static inline void scavenge_start_if_wanted(void) {
+    if (unlikely(__atomic_load_n(&scavenge_start_wanted, __ATOMIC_RELAXED))) scavenge_start_thread();
+}
 /* Memory limit check after an allocation made `ready_bytes` Ready: returns
  * false if a hard limit refuses it (caller undoes the allocation). */
 bool scavenge_check_limit(size_t ready_bytes);
