@@ -148,6 +148,8 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
     }
     s->record_kind = (uint8_t)kind;
     uintptr_t base = 0, scav = 0;
+    uint64_t cache_scav = 0;
+    bool from_cache = false;
     if (options.memlimit_hard && !scavenge_check_limit(npages * PAGE_SIZE)) {
         fixalloc_free(&mheap_.spanalloc[kind], s);
         errno = ENOMEM;
@@ -171,8 +173,9 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
             atomic_fetch_add_explicit(&mheap_.pagecache_scav, (uint64_t)__builtin_popcountll(c->pcache.scav),
                                       memory_order_relaxed);
         }
-        base = pagecache_alloc(&c->pcache, npages, &scav);
+        base = pagecache_alloc(&c->pcache, npages, &scav, &cache_scav);
         if (base) {
+            from_cache = true;
             atomic_fetch_sub_explicit(&mheap_.pagecache_free, npages, memory_order_relaxed);
             atomic_fetch_sub_explicit(&mheap_.pagecache_scav, scav, memory_order_relaxed);
         }
@@ -199,9 +202,12 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
     /* Soft limit: these pages are about to become Ready (Go: allocSpan). */
     if (scav && !options.memlimit_hard) scavenge_check_limit(scav * PAGE_SIZE);
     if (scav && sys_used((void *)base, npages * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
-        /* Back as they were (from the page cache too): still scavenged. */
+        /* Back to the heap as they were: still scavenged. */
         lock(&mheap_.lock);
-        pages_unalloc(&mheap_.pages, base, npages);
+        if (from_cache)
+            pages_unalloc_cached(&mheap_.pages, base, npages, cache_scav);
+        else
+            pages_unalloc(&mheap_.pages, base, npages);
         unlock(&mheap_.lock);
         fixalloc_free(&mheap_.spanalloc[kind], s);
         errno = ENOMEM;

@@ -33,7 +33,8 @@
  * gives back what it reserved when a reservation is refused. An allocation
  * whose pages the caller cannot make Ready is undone by pages_unalloc: the
  * scavenged bits of allocated pages are left as they were until
- * pages_free, so the pages go back exactly as they came.
+ * pages_free, so the pages go back exactly as they came (pages from a page
+ * cache by pages_unalloc_cached, with the cache's bits).
  *
  * Locking: everything here runs under the heap lock, except pagecache_alloc
  * which touches only the calling thread's cache. Tests run private
@@ -635,6 +636,21 @@ void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages) { unmark
 
 void pages_unalloc(struct page_alloc *p, uintptr_t base, uintptr_t npages) { unmark_range(p, base, npages, false); }
 
+/* The heap's scavenged bits of a cache window are the window's when it was
+ * filled: pages freed back into the cache since (mheap.c,
+ * free_to_page_cache) were used in between, and only the cache knows. Its
+ * bits replace the heap's before the pages go back. (With the heap's, a
+ * page holding data came back marked scavenged, so the next allocation of
+ * it skipped zeroing, and HeapReleased counted it.) */
+void pages_unalloc_cached(struct page_alloc *p, uintptr_t base, uintptr_t npages, uint64_t scav_bits) {
+    struct palloc_chunk *ch = chunk_of(chunk_index(base));
+    unsigned i = chunk_page_index(base), w = i / 64, sh = i % 64;
+    if (npages > 64 - sh) throw("pages_unalloc_cached: %zu pages at %p cross a cache window", (size_t)npages, (void *)base);
+    uint64_t mask = (npages == 64 ? ~(uint64_t)0 : (((uint64_t)1 << npages) - 1)) << sh;
+    ch->scav[w] = (ch->scav[w] & ~mask) | ((scav_bits << sh) & mask);
+    unmark_range(p, base, npages, false);
+}
+
 bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintptr_t extra, uintptr_t *scav) {
     uintptr_t start = base + npages * PAGE_SIZE;
     uintptr_t limit = start + extra * PAGE_SIZE - 1;
@@ -709,7 +725,7 @@ void pagecache_flush(struct page_alloc *p, page_cache *c) {
     *c = (page_cache){0, 0, 0};
 }
 
-uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav) {
+uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav, uint64_t *scav_bits) {
     if (c->cache == 0) return 0;
     unsigned i;
     uint64_t mask;
@@ -722,6 +738,7 @@ uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav) {
         mask = (((uint64_t)1 << npages) - 1) << i;
     }
     *scav = (uintptr_t)__builtin_popcountll(c->scav & mask);
+    *scav_bits = (c->scav & mask) >> i;
     c->cache &= ~mask;
     c->scav &= ~mask;
     return c->base + (uintptr_t)i * PAGE_SIZE;

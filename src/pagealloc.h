@@ -97,6 +97,9 @@ void pages_free(struct page_alloc *p, uintptr_t base, uintptr_t npages);
 /* Undo an allocation whose pages were never used (sys_used failed): they
  * become free again with the scavenged bits they had before. */
 void pages_unalloc(struct page_alloc *p, uintptr_t base, uintptr_t npages);
+/* The same for pages a page cache handed out (pagecache_alloc), which
+ * reported their scavenged bits in scav_bits (bit 0: base). */
+void pages_unalloc_cached(struct page_alloc *p, uintptr_t base, uintptr_t npages, uint64_t scav_bits);
 /* Allocate the extra pages right after [base, base+npages) if all free. */
 bool pages_extend(struct page_alloc *p, uintptr_t base, uintptr_t npages, uintptr_t extra,
                   uintptr_t *scav);
@@ -122,7 +125,9 @@ int pages_verify(struct page_alloc *p, char *why, size_t cap);
 void pages_check(struct page_alloc *p);
 
 /* Lock-free, owner only. */
-uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav);
+/* npages (< 64) pages of the cache, or 0; *scav: how many of them are
+ * scavenged, *scav_bits: which (bit 0: the first page). */
+uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav, uint64_t *scav_bits);
 static inline bool pagecache_empty(const page_cache *c) { return c->cache == 0; }
 
 /* Bit helpers shared with the tests. */

@@ -219,8 +219,8 @@ TEST(page_allocator_against_model) {
 
     uint64_t r = 42;
     page_cache cache = {0, 0, 0};
-    uint64_t cache_scav_at_fill = 0; /* for undoing allocations from the cache */
     long cache_first = -1;
+    unsigned returned = 0;
     for (int step = 0; step < 30000; step++) {
         unsigned op = (unsigned)(tl_rand(&r) % 100);
         if (op == 44) {
@@ -288,7 +288,6 @@ TEST(page_allocator_against_model) {
                 for (size_t k2 = 0; k2 < npages_total(); k2++)
                     if (!used[order[k2]]) { lowest = (long)order[k2]; break; }
                 cache = pages_alloc_to_cache(&pa);
-                cache_scav_at_fill = cache.scav;
                 if (lowest < 0) {
                     CHECKF(pagecache_empty(&cache), "cache refilled with no free pages");
                     continue;
@@ -308,26 +307,37 @@ TEST(page_allocator_against_model) {
             uintptr_t want = 0;
             unsigned i = find_bit_range64(cache.cache, (unsigned)n);
             if (i < 64) want = cache.base + i * PAGE_SIZE;
-            uintptr_t got = pagecache_alloc(&cache, n, &sc);
+            uint64_t sbits = 0;
+            uintptr_t got = pagecache_alloc(&cache, n, &sc, &sbits);
             CHECKF(got == want, "pagecache_alloc(%zu) got %p want %p", (size_t)n, (void *)got, (void *)want);
             if (got) {
                 unsigned msc = 0;
+                uint64_t mbits = 0;
                 for (uintptr_t q = 0; q < n; q++) {
                     long j = page_index(got + q * PAGE_SIZE);
                     CHECK(used[j] == 2);
                     used[j] = 1;
                     msc += scav[j];
+                    mbits |= (uint64_t)scav[j] << q;
                     scav[j] = 0;
                 }
-                CHECKF(sc == msc, "pagecache scav %zu want %u", (size_t)sc, msc);
+                CHECKF(sc == msc && sbits == mbits, "pagecache scav %zu (%#llx) want %u (%#llx)", (size_t)sc,
+                       (unsigned long long)sbits, msc, (unsigned long long)mbits);
                 if (tl_rand(&r) % 8 == 0) {
                     /* undone: back to the heap (not the cache), as they were */
-                    pages_unalloc(&pa, got, n);
+                    pages_unalloc_cached(&pa, got, n, sbits);
                     for (uintptr_t q = 0; q < n; q++) {
                         long j = page_index(got + q * PAGE_SIZE);
                         used[j] = 0;
-                        scav[j] = (unsigned char)(cache_scav_at_fill >> ((got - cache.base) / PAGE_SIZE + q) & 1);
+                        scav[j] = (unsigned char)(mbits >> q & 1);
                     }
+                } else if (tl_rand(&r) % 4 == 0) {
+                    /* used, then freed back into the cache (mheap.c,
+                     * free_to_page_cache): not scavenged any more, and the
+                     * heap's bits for these pages are stale from here */
+                    cache.cache |= (((uint64_t)1 << n) - 1) << ((got - cache.base) / PAGE_SIZE);
+                    returned++;
+                    for (uintptr_t q = 0; q < n; q++) used[page_index(got + q * PAGE_SIZE)] = 2;
                 } else {
                     runs[nruns++] = (struct run){got, n};
                 }
@@ -351,6 +361,7 @@ TEST(page_allocator_against_model) {
         CHECKF(pa.scav_pages == scav_model, "step %d: scav_pages %zu model %zu", step, (size_t)pa.scav_pages, scav_model);
     }
     (void)cache_first;
+    TLOG("%u runs freed back into the cache", returned);
 }
 
 TEST(exhaustion_and_regrowth) {
@@ -385,6 +396,34 @@ TEST(exhaustion_and_regrowth) {
     CHECK(a == base + (CHUNK_PAGES + 10) * PAGE_SIZE);
     CHECK(pages_alloc(&p2, 1, &sc) == 0);
     pages_check(&p2);
+}
+
+/* Pages freed back into a cache window after use (mheap.c,
+ * free_to_page_cache) are not scavenged, whatever the heap's bits from when
+ * the window was filled say; an allocation of them that is undone must
+ * bring them back unscavenged (else the next user skips zeroing them). */
+TEST(undo_of_pages_freed_back_into_a_cache) {
+    static struct page_alloc p3;
+    CHECK(pages_init(&p3) == 0);
+    lock(&mheap_.lock);
+    uintptr_t got = 0, base = arena_reserve(ARENA_BYTES, &got);
+    unlock(&mheap_.lock);
+    CHECK(base && pages_grow(&p3, base, CHUNK_BYTES) == 0);
+    page_cache c = pages_alloc_to_cache(&p3);
+    CHECK(c.base == base && c.cache == ~(uint64_t)0 && c.scav == ~(uint64_t)0);
+    uintptr_t sc;
+    uint64_t bits;
+    CHECK(pagecache_alloc(&c, 2, &sc, &bits) == base && sc == 2 && bits == 3);
+    c.cache |= 3; /* used, then freed back into the cache */
+    CHECK(pagecache_alloc(&c, 4, &sc, &bits) == base && sc == 2 && bits == 0xc);
+    uint64_t scav_before = p3.scav_pages;
+    pages_unalloc_cached(&p3, base, 4, bits); /* its sys_used was refused */
+    CHECKF(p3.scav_pages == scav_before + 2, "scavenged pages %llu, want %llu", (unsigned long long)p3.scav_pages,
+           (unsigned long long)scav_before + 2);
+    pagecache_flush(&p3, &c);
+    CHECK(pages_alloc(&p3, 2, &sc) == base && sc == 0); /* they hold data: not scavenged */
+    CHECK(pages_alloc(&p3, 2, &sc) == base + 2 * PAGE_SIZE && sc == 2);
+    pages_check(&p3);
 }
 
 TEST_MAIN()
