@@ -335,13 +335,11 @@ static void start_thread(void) {
 _Atomic int scavenge_start_wanted;
 static _Atomic int start_from_alloc_only; /* set in fork children */
 
+/* (Only scavenge_poke asks, in background mode.) */
 void scavenge_start_thread(void) {
-    if (options.scavenge != SCAVENGE_BACKGROUND || atomic_load_explicit(&scav.exiting, memory_order_relaxed)) {
-        atomic_store_explicit(&scavenge_start_wanted, 0, memory_order_relaxed);
-        return;
-    }
     if (atomic_load_explicit(&claims_paused, memory_order_relaxed) > 0) return; /* fork: later */
     atomic_store_explicit(&scavenge_start_wanted, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&scav.exiting, memory_order_relaxed)) return;
     int saved = errno; /* (the allocation that starts it succeeded) */
     start_thread();    /* its own allocations see the request cleared */
     errno = saved;
