@@ -224,7 +224,6 @@ void *malloc_large(size_t size, bool zero, size_t align) {
         atomic_fetch_add_explicit(&orphan_stats.large_nmalloc, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&orphan_stats.large_alloc_bytes, s->elemsize, memory_order_relaxed);
     }
-    scavenge_start_if_wanted(); /* (after the object is whole: see mcache_alloc_slow) */
     return (void *)s->base;
 }
 

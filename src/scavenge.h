@@ -29,8 +29,9 @@ size_t scavenge(size_t bytes, bool force);
 /* After pages were freed: wake (or start) the background scavenger, or do
  * a budgeted step inline, if there is enough to return. */
 void scavenge_poke(void);
-/* In a fork child the thread is started only at the end of an allocation
- * slow path (scavenge_start_if_wanted), never from free: the child's free
+/* In a fork child the thread is started only at the end of the small
+ * allocation slow path (mcache_alloc_slow: every program gets there soon,
+ * and the large path stays 3 instructions shorter), never from free: the child's free
  * may run inside the C library with its locks held (glibc frees dead
  * threads' TLS under the lock of its stack cache, which pthread_create
  * takes: starting the thread there deadlocked the child). Until then the
