@@ -39,7 +39,7 @@ void scavenge_poke(void);
 HIDDEN extern _Atomic int scavenge_start_wanted;
 void scavenge_start_thread(void);
 static inline void scavenge_start_if_wanted(void) {
-    if (unlikely(__atomic_load_n(&scavenge_start_wanted, __ATOMIC_RELAXED))) scavenge_start_thread();
+    if (unlikely(atomic_load_explicit(&scavenge_start_wanted, memory_order_relaxed))) scavenge_start_thread();
 }
 /* Memory limit check after an allocation made `ready_bytes` Ready: returns
  * false if a hard limit refuses it (caller undoes the allocation). */
