@@ -214,8 +214,10 @@ void *malloc_large(size_t size, bool zero, size_t align) {
         uint64_t old = atomic_load_explicit(&s->free_state, memory_order_relaxed);
         atomic_store_explicit(&s->free_state, fs_new_epoch(old, SPAN_LARGE, s->spanclass), memory_order_release);
         if (s->npages > npages) mheap_shrink_large(s, npages); /* a bit larger: trim */
-    } else if (!(s = mheap_alloc_span(npages, make_spanclass(0, 1), c, align_pages)))
-        return malloc_failed(1, size);
+    } else {
+        if (!(s = mheap_alloc_span(npages, make_spanclass(0, 1), c, align_pages))) return malloc_failed(1, size);
+        scavenge_start_if_wanted(); /* a program of large objects only: scavenge.h */
+    }
     if (zero && s->needzero) memset((void *)s->base, 0, size);
     if (c) {
         stat_add(&c->large_nmalloc, 1);

@@ -562,7 +562,7 @@ bool mcache_large_put(mcache *c, mspan *s) {
 
 /* Give c's page cache and large spans back to the heap (takes pcache_lock;
  * the spans are freed after it is dropped: freeing pokes the scavenger,
- * which may start a thread, which allocates). */
+ * which may scavenge inline, taking the heap lock). */
 static void flush_page_caches(mcache *c) {
     mspan *spans = NULL;
     lock(&c->pcache_lock);

@@ -124,6 +124,7 @@ static bool mheap_grow(uintptr_t npages) {
     uintptr_t v = mheap_.cur_arena_base;
     if (!heap_add(v, ask)) return false;
     mheap_.cur_arena_base += ask;
+    scavenge_heap_grew(mheap_.heap_sys);
     if (options.verbose)
         print_err("gomalloc: heap grew by %zu KiB at %p (heap %zu KiB)\n", (size_t)(ask >> 10), (void *)v,
                   (size_t)(mheap_.heap_sys >> 10));

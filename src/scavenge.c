@@ -31,9 +31,10 @@
  * over any stretch much longer than 10 s while a sudden drop of 1.5 GiB is
  * returned as fast as the goal decays (about 1 s of CPU-bound work would
  * otherwise take a minute at 1%). It is started lazily,
- * by the first free that leaves more than the goal resident, sleeps while
- * there is nothing to do, and is started again on demand after fork (in
- * the child by an allocation, never inside free: see scavenge.h).
+ * once a free has left more than the goal resident, by the next allocation
+ * slow path (never inside free: see scavenge.h; the freeing threads work
+ * inline until then), sleeps while there is nothing to do, and is started
+ * again the same way after fork.
  * GOMALLOC_SCAVENGE=inline does the same work on the threads that free, within
  * the same CPU budget; =off never releases anything except on request.
  *
@@ -54,7 +55,6 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -279,7 +279,6 @@ enum { SLEEP_NONE = 0, SLEEP_IDLE = 1 /* until poked */, SLEEP_TIMED = 2 /* deca
 
 static void *scavenger_main(void *arg) {
     (void)arg;
-    prctl(PR_SET_NAME, "gomalloc-scav");
     unsigned pct = options.scavenge_percent ? options.scavenge_percent : 1;
     while (!atomic_load(&scav.exiting)) {
         uint32_t seq = atomic_load(&scav.wake);
@@ -325,6 +324,9 @@ static void start_thread(void) {
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the program's signals never land on it */
     pthread_t t;
     int err = pthread_create(&t, &attr, scavenger_main, NULL);
+    /* named here, not by the thread: it is visible under its name
+     * (/proc/self/task/N/comm) once the call that started it returns */
+    if (!err) pthread_setname_np(t, "gomalloc-scav");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     atomic_store(&scav.thread_state, err ? THREAD_FAILED : THREAD_RUNNING);
@@ -333,9 +335,14 @@ static void start_thread(void) {
 }
 
 _Atomic int scavenge_start_wanted;
-static _Atomic int start_from_alloc_only; /* set in fork children */
 
-/* (Only scavenge_poke asks, in background mode.) */
+void scavenge_heap_grew(uint64_t heap_sys) {
+    if (heap_sys < SCAVENGE_THREAD_HEAP || options.scavenge != SCAVENGE_BACKGROUND) return;
+    if (atomic_load_explicit(&scav.thread_state, memory_order_relaxed) == THREAD_NONE)
+        atomic_store_explicit(&scavenge_start_wanted, 1, memory_order_relaxed);
+}
+
+/* (scavenge_poke and scavenge_heap_grew ask, in background mode.) */
 void scavenge_start_thread(void) {
     if (atomic_load_explicit(&claims_paused, memory_order_relaxed) > 0) return; /* fork: later */
     atomic_store_explicit(&scavenge_start_wanted, 0, memory_order_relaxed);
@@ -383,13 +390,12 @@ void scavenge_poke(void) {
     struct need n = compute_need();
     if (!n.bytes && !n.pending) return;
     if (st == THREAD_NONE) {
-        if (atomic_load_explicit(&start_from_alloc_only, memory_order_relaxed)) {
-            /* a fork child: never from here (scavenge.h) */
-            atomic_store_explicit(&scavenge_start_wanted, 1, memory_order_relaxed);
-            inline_step();
-        } else {
-            start_thread();
-        }
+        /* Never started from here: every poke comes from a free, and a free
+         * may run inside the C library with its locks held (scavenge.h).
+         * The next allocation slow path starts it; until then the freeing
+         * threads work inline. */
+        atomic_store_explicit(&scavenge_start_wanted, 1, memory_order_relaxed);
+        inline_step();
         return;
     }
     atomic_fetch_add(&scav.wake, 1);
@@ -429,7 +435,7 @@ void scavenge_fork_child(void) {
     atomic_store(&claims_paused, 1);
     atomic_store(&scav.thread_state, THREAD_NONE);
     atomic_store(&scav.sleeping, SLEEP_NONE);
-    atomic_store(&start_from_alloc_only, 1);
+    atomic_store_explicit(&scavenge_start_wanted, 0, memory_order_relaxed);
 }
 
 void scavenge_shutdown(void) { atomic_store(&scav.exiting, 1); }

@@ -29,14 +29,20 @@ size_t scavenge(size_t bytes, bool force);
 /* After pages were freed: wake (or start) the background scavenger, or do
  * a budgeted step inline, if there is enough to return. */
 void scavenge_poke(void);
-/* In a fork child the thread is started only at the end of the small
- * allocation slow path (mcache_alloc_slow: every program gets there soon,
- * and the large path stays 3 instructions shorter), never from free: the child's free
- * may run inside the C library with its locks held (glibc frees dead
- * threads' TLS under the lock of its stack cache, which pthread_create
- * takes: starting the thread there deadlocked the child). Until then the
- * child's frees work inline. */
+/* The thread is never started inside free, where every poke comes from:
+ * a free may run inside the C library with its locks held (glibc frees a
+ * dead thread's TLS under the lock of its stack cache, which pthread_create
+ * takes: starting the thread there deadlocked a fork child). A poke that
+ * wants the thread sets scavenge_start_wanted and works inline; the next
+ * allocation slow path (mcache_alloc_slow after the object is chosen, and
+ * malloc_large when it goes to the heap) starts it. */
 HIDDEN extern _Atomic int scavenge_start_wanted;
+/* The heap grew to heap_sys bytes (mheap_grow, heap lock held): once it
+ * passes SCAVENGE_THREAD_HEAP the thread is wanted before any free asks for
+ * it, so that a program that frees a large heap and then only sleeps still
+ * gets the memory back (the allocation that grew the heap starts it). */
+#define SCAVENGE_THREAD_HEAP ((uint64_t)32 << 20)
+void scavenge_heap_grew(uint64_t heap_sys);
 void scavenge_start_thread(void);
 static inline void scavenge_start_if_wanted(void) {
     if (unlikely(atomic_load_explicit(&scavenge_start_wanted, memory_order_relaxed))) scavenge_start_thread();

@@ -21,6 +21,7 @@
 #include "testlib.h"
 
 #include <dirent.h>
+#include <sys/syscall.h>
 #include <malloc.h>
 #include <pthread.h>
 
@@ -31,20 +32,27 @@
 static void *sym(const char *name) { return dlsym(RTLD_DEFAULT, name); }
 
 static int scavenger_threads(void) {
-    DIR *d = opendir("/proc/self/task");
+    /* without allocating (opendir would): an allocation may start the thread */
+    int dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY);
+    if (dir < 0) return -1;
+    char buf[4096];
     int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        char path[64], comm[32] = {0};
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "/proc/self/task/%.16s/comm", e->d_name);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        ssize_t k = read(fd, comm, sizeof comm - 1);
-        close(fd);
-        if (k > 0 && !strncmp(comm, "gomalloc-scav", 13)) n++;
+    long got;
+    while ((got = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < got;) {
+            struct dirent64 *e = (struct dirent64 *)(buf + off);
+            off += e->d_reclen;
+            if (e->d_name[0] == '.') continue;
+            char path[64], comm[32] = {0};
+            snprintf(path, sizeof path, "/proc/self/task/%.16s/comm", e->d_name);
+            int fd = open(path, O_RDONLY);
+            if (fd < 0) continue;
+            ssize_t k = read(fd, comm, sizeof comm - 1);
+            close(fd);
+            if (k > 0 && !strncmp(comm, "gomalloc-scav", 13)) n++;
+        }
     }
-    if (d) closedir(d);
+    close(dir);
     return n;
 }
 
@@ -278,6 +286,30 @@ TEST(fork_with_scavenger) {
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
     for (size_t i = 0; i < n; i++) free(objs[i]);
+}
+
+/* The scavenger thread is never started inside free (scavenge.h: a free
+ * may run under the C library's locks): a free that wants it works inline,
+ * and the next allocation slow path starts it. A heap below
+ * SCAVENGE_THREAD_HEAP (32 MiB) does not ask for it when it grows. */
+TEST(thread_started_by_allocation) {
+    void *volatile big = malloc(4 * MiB); /* too large for the large-span cache; freed later, after the peak has decayed */
+    CHECK(big != NULL);
+    size_t n = fill_mixed(objs, 4000000, 14 * MiB, 9);
+    struct gm_memstats st;
+    if (!read_stats(&st)) return;
+    CHECKF(st.heap_sys < 32 * MiB, "heap %llu KiB: the test needs a heap below 32 MiB",
+           (unsigned long long)(st.heap_sys >> 10));
+    CHECK(scavenger_threads() == 0); /* growing to about 20 MiB did not ask for it */
+    for (size_t i = 0; i < n; i++) free(objs[i]);
+    CHECK(scavenger_threads() == 0);
+    sleep(2);  /* the peak in use decays: the retained free pages are over the goal */
+    free(big); /* a span dies: the scavenger is wanted (if the frees above did not want it already) */
+    CHECK(scavenger_threads() == 0);
+    void *volatile q = malloc(24000); /* a class not used so far: the slow path */
+    CHECK(q != NULL);
+    CHECK(scavenger_threads() == 1);
+    free(q);
 }
 
 static void *stress(void *arg) {

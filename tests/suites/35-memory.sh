@@ -9,4 +9,5 @@ t mem_limit_soft 60 env LD_PRELOAD="$GM" GOMALLOC_MEMLIMIT=160MiB "$mr" memlimit
 t mem_limit_soft_control 60 env LD_PRELOAD="$GM" MEMLIMIT_CONTROL=1 "$mr" memlimit_soft
 t mem_limit_hard 60 env LD_PRELOAD="$GM" GOMALLOC_MEMLIMIT=64MiB GOMALLOC_MEMLIMIT_HARD=1 "$mr" memlimit_hard
 t mem_fork_with_scavenger 60 env LD_PRELOAD="$GM" "$mr" fork_with_scavenger
+t mem_thread_started_by_allocation 60 env LD_PRELOAD="$GM" "$mr" thread_started_by_allocation
 t mem_stats_identities 60 env LD_PRELOAD="$GM" "$mr" stats_identities
