@@ -55,6 +55,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -279,6 +280,7 @@ enum { SLEEP_NONE = 0, SLEEP_IDLE = 1 /* until poked */, SLEEP_TIMED = 2 /* deca
 
 static void *scavenger_main(void *arg) {
     (void)arg;
+    prctl(PR_SET_NAME, "gomalloc-scav");
     unsigned pct = options.scavenge_percent ? options.scavenge_percent : 1;
     while (!atomic_load(&scav.exiting)) {
         uint32_t seq = atomic_load(&scav.wake);
@@ -324,9 +326,6 @@ static void start_thread(void) {
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the program's signals never land on it */
     pthread_t t;
     int err = pthread_create(&t, &attr, scavenger_main, NULL);
-    /* named here, not by the thread: it is visible under its name
-     * (/proc/self/task/N/comm) once the call that started it returns */
-    if (!err) pthread_setname_np(t, "gomalloc-scav");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     atomic_store(&scav.thread_state, err ? THREAD_FAILED : THREAD_RUNNING);

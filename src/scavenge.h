@@ -26,10 +26,11 @@ void scavenge_init(void);
 /* Release up to `bytes` of free, unscavenged pages, highest addresses
  * first; force ignores the huge-page density rule. Returns bytes released. */
 size_t scavenge(size_t bytes, bool force);
-/* After pages were freed: wake (or start) the background scavenger, or do
- * a budgeted step inline, if there is enough to return. */
+/* After pages were freed (or the memory limit changed): wake the background
+ * scavenger, or ask for it to be started and do a budgeted step inline, if
+ * there is enough to return. */
 void scavenge_poke(void);
-/* The thread is never started inside free, where every poke comes from:
+/* The thread is never started by a poke, which may come from a free, and
  * a free may run inside the C library with its locks held (glibc frees a
  * dead thread's TLS under the lock of its stack cache, which pthread_create
  * takes: starting the thread there deadlocked a fork child). A poke that
