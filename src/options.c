@@ -55,6 +55,8 @@ static const struct option_row table[] = {
      "null (default): a failed allocation returns NULL with ENOMEM; abort: report it and abort"},
     {"SECURE", BOOL, &options.secure,
      "1: hardened mode: poisoned frees checked on reuse, random allocation order, random heap base, guarded metadata"},
+    {"HUGEPAGES", BOOL, &options.hugepages,
+     "1: the heap asks the kernel for transparent huge pages (faster for large heaps, more RSS for small ones)"},
     {"FAULT", FAULT, &options.fault,
      "testing: KIND:N fails the N-th OS call of KIND (alloc, reserve, map, used, unused, any); "
      "KIND:N+ that and every later one; KIND:0 counts only"},

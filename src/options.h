@@ -33,6 +33,8 @@ struct options {
     int memlimit_hard;      /* GOMALLOC_MEMLIMIT_HARD=1: refuse allocations past it */
     int on_oom_abort;       /* GOMALLOC_ON_OOM=abort: a failed allocation aborts */
     int secure;             /* GOMALLOC_SECURE=1: the hardened mode (secure.c) */
+    int hugepages;          /* GOMALLOC_HUGEPAGES=1: heap memory asks for transparent
+                               huge pages (madvise MADV_HUGEPAGE, mheap.c) */
     /* GOMALLOC_FAULT=KIND:N[+] (testing): the N-th OS call of KIND fails,
      * with '+' also every later one; N = 0 only counts (os_linux.c). */
     int fault;              /* set: count calls and report them at exit */

@@ -77,7 +77,6 @@ int sys_unused(void *v, size_t n);
 void sys_fault(void *v, size_t n);
 void sys_free(void *v, size_t n, enum os_state from, sysstat *stat);
 void sys_hugepage(void *v, size_t n);
-void sys_nohugepage(void *v, size_t n);
 /* Label a mapping in /proc/PID/maps ("[anon:gomalloc heap]"); best effort. */
 void sys_name(void *v, size_t n, const char *name);
 

@@ -56,7 +56,6 @@
 #endif
 #ifndef MADV_HUGEPAGE
 #define MADV_HUGEPAGE 14
-#define MADV_NOHUGEPAGE 15
 #endif
 
 struct os_stats os_stats;
@@ -283,12 +282,6 @@ void sys_free(void *v, size_t n, enum os_state from, sysstat *stat) {
 void sys_hugepage(void *v, size_t n) {
     int saved = errno;
     madvise(v, n, MADV_HUGEPAGE);
-    errno = saved;
-}
-
-void sys_nohugepage(void *v, size_t n) {
-    int saved = errno;
-    madvise(v, n, MADV_NOHUGEPAGE);
     errno = saved;
 }
 

@@ -315,6 +315,55 @@ TEST(thread_started_by_allocation) {
     free(q);
 }
 
+/* The smaps entry of the mapping holding p: VmFlags has "hg" (madvise
+ * MADV_HUGEPAGE) and AnonHugePages (KiB). False if not found. */
+static int mapping_of(const void *p, int *hg, long *huge_kib) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    char line[512];
+    int in = 0, found = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping's first line */
+            if (in) break;
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+            continue;
+        }
+        if (!in) continue;
+        found = 1;
+        if (!strncmp(line, "AnonHugePages:", 14)) *huge_kib = atol(line + 14);
+        if (!strncmp(line, "VmFlags:", 8)) *hg = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
+/* GOMALLOC_HUGEPAGES=1 marks the heap for transparent huge pages; without
+ * it the heap is left to the system's default. */
+TEST(hugepages) {
+    const char *opt = getenv("GOMALLOC_HUGEPAGES");
+    int want = opt && !strcmp(opt, "1");
+    size_t n = 64 * MiB;
+    char *p = malloc(n);
+    CHECK(p != NULL);
+    memset(p, 7, n);
+    int hg = -1;
+    long huge = -1;
+    CHECK(mapping_of(p + n / 2, &hg, &huge));
+    CHECKF(hg == want, "VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, opt ? opt : "(unset)");
+    char thp[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(thp, sizeof thp, f)) thp[0] = 0;
+        fclose(f);
+    }
+    TLOG("hugepages: GOMALLOC_HUGEPAGES=%s, system THP %.*s, AnonHugePages %ld KiB of a 64 MiB object",
+         opt ? opt : "(unset)", (int)strcspn(thp, "\n"), thp, huge);
+    /* where the system allows them, the marked heap gets them */
+    if (want && thp[0] && !strstr(thp, "[never]")) CHECKF(huge > 0, "no huge pages: AnonHugePages %ld KiB", huge);
+    free(p);
+}
+
 static void *stress(void *arg) {
     uint64_t seed = (uintptr_t)arg;
     void *live[512] = {0};
