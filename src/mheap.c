@@ -175,8 +175,9 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
             atomic_fetch_add_explicit(&mheap_.pagecache_scav, (uint64_t)__builtin_popcountll(c->pcache.scav),
                                       memory_order_relaxed);
         }
-        base = pagecache_alloc(&c->pcache, npages, &scav, &cache_scav);
+        base = pagecache_alloc(&c->pcache, npages, &cache_scav);
         if (base) {
+            scav = (uintptr_t)__builtin_popcountll(cache_scav);
             from_cache = true;
             atomic_fetch_sub_explicit(&mheap_.pagecache_free, npages, memory_order_relaxed);
             atomic_fetch_sub_explicit(&mheap_.pagecache_scav, scav, memory_order_relaxed);

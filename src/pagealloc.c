@@ -725,7 +725,7 @@ void pagecache_flush(struct page_alloc *p, page_cache *c) {
     *c = (page_cache){0, 0, 0};
 }
 
-uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav, uint64_t *scav_bits) {
+uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uint64_t *scav_bits) {
     if (c->cache == 0) return 0;
     unsigned i;
     uint64_t mask;
@@ -737,7 +737,6 @@ uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav, uint
         if (i >= 64) return 0;
         mask = (((uint64_t)1 << npages) - 1) << i;
     }
-    *scav = (uintptr_t)__builtin_popcountll(c->scav & mask);
     *scav_bits = (c->scav & mask) >> i;
     c->cache &= ~mask;
     c->scav &= ~mask;

@@ -125,9 +125,9 @@ int pages_verify(struct page_alloc *p, char *why, size_t cap);
 void pages_check(struct page_alloc *p);
 
 /* Lock-free, owner only. */
-/* npages (< 64) pages of the cache, or 0; *scav: how many of them are
- * scavenged, *scav_bits: which (bit 0: the first page). */
-uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uintptr_t *scav, uint64_t *scav_bits);
+/* npages (< 64) pages of the cache, or 0; *scav_bits: which of them are
+ * scavenged (bit 0: the first page). */
+uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uint64_t *scav_bits);
 static inline bool pagecache_empty(const page_cache *c) { return c->cache == 0; }
 
 /* Bit helpers shared with the tests. */
