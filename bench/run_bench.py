@@ -378,12 +378,10 @@ def write_report(path_md, title, meta, notes, selected, allocs, versions, S, rat
         # got in its way (on a shared machine, interference only adds time).
         best = []
         for a in names:
-            xs = [S[w["name"], a]["tmin"] / S[w["name"], ref]["tmin"] for w in selected
-                  if S[w["name"], a]["status"] == "ok" and S[w["name"], ref].get("status") == "ok"]
-            worst = min(((S[w["name"], a]["tmin"] / S[w["name"], ref]["tmin"], w["name"]) for w in selected
-                         if S[w["name"], a]["status"] == "ok" and S[w["name"], ref].get("status") == "ok"),
-                        default=None)
-            best.append("%s %.2f" % (a, geomean(xs)) + (" (lowest: %s %.2f)" % (worst[1], worst[0])
+            pairs = [(S[w["name"], a]["tmin"] / S[w["name"], ref]["tmin"], w["name"]) for w in selected
+                     if S[w["name"], a]["status"] == "ok" and S[w["name"], ref].get("status") == "ok"]
+            worst = min(pairs, default=None)
+            best.append("%s %.2f" % (a, geomean([x for x, _ in pairs])) + (" (lowest: %s %.2f)" % (worst[1], worst[0])
                                                           if worst and a != ref else ""))
         L.append("Fastest run of each workload instead of the median (interference on a shared "
                  "machine only adds time), geometric mean as multiples of %s's, and the workload where %s is furthest "

@@ -42,10 +42,10 @@
  *    stacks (distinct in-use object starts of owned spans of the class,
  *    tagged), remote-free entries (listed in the mask, live small spans
  *    of their class, counts that add up), owned partial and full lists
- *    (linked, placed, the countdown invariants of mcache.c: a partial span has countdown == live >= 1
- *    and at least the reuse threshold free, a full span countdown ==
- *    threshold - free), and notify stack (exactly the owned spans with
- *    NOTIFY set).
+ *    (linked, placed, the countdown invariants of mcache.c: a partial
+ *    span has countdown == live >= 1 and at least the reuse threshold
+ *    free, a full span countdown == threshold - free), and notify stack
+ *    (exactly the owned spans with NOTIFY set).
  *  - Q statistics: per size class, Mallocs - Frees equals the objects live
  *    in the bitmaps minus those in windows and on reuse stacks; large
  *    objects and bytes equal the LARGE spans; pages_inuse the pages of

@@ -327,9 +327,9 @@ void mcache_remote_pending(mcache *c, mspan *s) {
     struct remote_pending *r = &c->remote[spc];
     mspan *old = r->span;
     uint32_t n = r->n;
-    /* The entry is whole before the old one is counted: counting may
-     * allocate (a transition can start the scavenger thread), and that
-     * allocation's refill flushes this cache. */
+    /* The entry is whole before the old one is counted: counting may reach
+     * mcentral and the heap (a span that dies), and nothing reached from
+     * there may find this cache's entries half written. */
     r->span = s;
     r->n = 1;
     r->limit = remote_limit(s);
@@ -360,7 +360,6 @@ uint32_t mcache_remote_pending_for(mspan *s) {
     return n;
 }
 
-/* The current span of spc is used up: find another with free objects. */
 /* The window of class spc is used up: load another (the next word of the
  * current span, a rescan of it, an owned partial span, or a span from
  * mcentral). Returns false when the heap cannot grow. */

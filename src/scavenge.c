@@ -389,7 +389,7 @@ void scavenge_poke(void) {
     struct need n = compute_need();
     if (!n.bytes && !n.pending) return;
     if (st == THREAD_NONE) {
-        /* Never started from here: every poke comes from a free, and a free
+        /* Never started from here: a poke may come from a free, and a free
          * may run inside the C library with its locks held (scavenge.h).
          * The next allocation slow path starts it; until then the freeing
          * threads work inline. */
