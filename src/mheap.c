@@ -14,7 +14,9 @@
  *    failure the heap grows by whole 4 MiB chunks from the current arena
  *    reservation, reserving new arenas as needed (Go: mheap.grow).
  *  - New memory arrives Prepared (counted as released); pages that were
- *    scavenged are made Ready again when they are handed out (sys_used).
+ *    scavenged are made Ready again when they are handed out (sys_used),
+ *    under the lock they were taken with (used_locked: so at a fork the OS
+ *    books always agree with the page allocator).
  *  - needzero: a span needs zeroing unless all of its pages lie above the
  *    arena's zeroed-base mark or were all scavenged (MADV_DONTNEED pages
  *    read back as zero).
@@ -47,6 +49,8 @@
  * mcentral lock; a thread's page cache is used under its page-cache lock,
  * taken before the heap lock (lock.h). Record fixallocs have their own
  * leaf locks. After pages are freed the scavenger is poked (scavenge.c).
+ * sys_used runs under the heap or page-cache lock: free of system calls,
+ * except under GOMALLOC_HARDDECOMMIT (an mprotect), a debugging mode.
  */
 #include "mheap.h"
 
@@ -139,6 +143,18 @@ static uintptr_t alloc_pages_locked(uintptr_t npages, uintptr_t align_pages, uin
     return base;
 }
 
+/* Pages just taken from the page allocator, `scav` of them scavenged, are
+ * made Ready while the heap lock that took them is still held: the fork
+ * handlers hold it, so a child never sees pages taken whose bytes the OS
+ * books still count Prepared (the child frees such orphans as Ready, and
+ * HeapReleased would stay below Prepared for good). Refused: the pages go
+ * back as they were, still scavenged. */
+static bool used_locked(uintptr_t base, uintptr_t npages, uintptr_t scav) {
+    if (!scav || sys_used((void *)base, npages * PAGE_SIZE, scav * PAGE_SIZE) == 0) return true;
+    pages_unalloc(&mheap_.pages, base, npages);
+    return false;
+}
+
 static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr_t align_pages) {
     unsigned cls = spanclass_sizeclass(spanclass);
     unsigned nwords = cls ? (class_to_nelems[cls] + 63u) / 64u : 0;
@@ -151,13 +167,12 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
     s->record_kind = (uint8_t)kind;
     uintptr_t base = 0, scav = 0;
     uint64_t cache_scav = 0;
-    bool from_cache = false;
     if (options.memlimit_hard && !scavenge_check_limit(npages * PAGE_SIZE)) {
         fixalloc_free(&mheap_.spanalloc[kind], s);
         errno = ENOMEM;
         return NULL;
     }
-    bool grow_failed = false;
+    bool grow_failed = false, used_failed = false;
     if (c && npages < PAGE_CACHE_MAX_ALLOC && align_pages <= 1) {
         lock(&c->pcache_lock);
         if (pagecache_empty(&c->pcache)) {
@@ -177,24 +192,34 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
         }
         base = pagecache_alloc(&c->pcache, npages, &cache_scav);
         if (base) {
+            /* Made Ready under the page-cache lock, for the reason of
+             * used_locked (the fork handlers hold this lock too). */
             scav = (uintptr_t)__builtin_popcountll(cache_scav);
-            from_cache = true;
             atomic_fetch_sub_explicit(&mheap_.pagecache_free, npages, memory_order_relaxed);
             atomic_fetch_sub_explicit(&mheap_.pagecache_scav, scav, memory_order_relaxed);
+            if (scav && sys_used((void *)base, npages * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
+                lock(&mheap_.lock); /* back to the heap as they were: still scavenged */
+                pages_unalloc_cached(&mheap_.pages, base, npages, cache_scav);
+                unlock(&mheap_.lock);
+                base = 0;
+                used_failed = true;
+            }
         }
         unlock(&c->pcache_lock);
     }
-    if (!base) {
+    if (!base && !used_failed) {
         lock(&mheap_.lock);
         base = alloc_pages_locked(npages, align_pages, &scav, !grow_failed);
+        if (base && !used_locked(base, npages, scav)) base = 0, used_failed = true;
         unlock(&mheap_.lock);
     }
-    if (!base && npages < PAGE_CACHE_MAX_ALLOC) {
+    if (!base && !used_failed && npages < PAGE_CACHE_MAX_ALLOC) {
         /* The heap cannot grow: the last free pages may sit in the page
          * caches of other threads. */
         mcache_flush_all_page_caches();
         lock(&mheap_.lock);
         base = pages_alloc_aligned(&mheap_.pages, npages, align_pages, &scav);
+        if (base && !used_locked(base, npages, scav)) base = 0;
         unlock(&mheap_.lock);
     }
     if (!base) {
@@ -202,20 +227,8 @@ static mspan *alloc_span(uintptr_t npages, uint8_t spanclass, mcache *c, uintptr
         errno = ENOMEM;
         return NULL;
     }
-    /* Soft limit: these pages are about to become Ready (Go: allocSpan). */
-    if (scav && !options.memlimit_hard) scavenge_check_limit(scav * PAGE_SIZE);
-    if (scav && sys_used((void *)base, npages * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
-        /* Back to the heap as they were: still scavenged. */
-        lock(&mheap_.lock);
-        if (from_cache)
-            pages_unalloc_cached(&mheap_.pages, base, npages, cache_scav);
-        else
-            pages_unalloc(&mheap_.pages, base, npages);
-        unlock(&mheap_.lock);
-        fixalloc_free(&mheap_.spanalloc[kind], s);
-        errno = ENOMEM;
-        return NULL;
-    }
+    /* Soft limit: these pages have just become Ready (Go: allocSpan). */
+    if (scav && !options.memlimit_hard) scavenge_check_limit(0);
     bool needzero = arena_needs_zero(base, npages) && scav < npages;
     if (cls)
         span_init_small(s, spanclass, base, npages, needzero);
@@ -284,16 +297,10 @@ void mheap_release_span(mspan *s, mcache *c) {
 bool mheap_grow_large(mspan *s, uintptr_t new_npages) {
     uintptr_t extra = new_npages - s->npages, scav = 0;
     lock(&mheap_.lock);
-    bool ok = pages_extend(&mheap_.pages, s->base, s->npages, extra, &scav);
+    uintptr_t start = s->base + s->npages * PAGE_SIZE;
+    bool ok = pages_extend(&mheap_.pages, s->base, s->npages, extra, &scav) && used_locked(start, extra, scav);
     unlock(&mheap_.lock);
     if (!ok) return false;
-    uintptr_t start = s->base + s->npages * PAGE_SIZE;
-    if (scav && sys_used((void *)start, extra * PAGE_SIZE, scav * PAGE_SIZE) != 0) {
-        lock(&mheap_.lock);
-        pages_unalloc(&mheap_.pages, start, extra);
-        unlock(&mheap_.lock);
-        return false;
-    }
     if (arena_needs_zero(start, extra) && scav < extra) s->needzero = 1;
     arena_set_spans(start, extra, s);
     s->npages = new_npages;
