@@ -59,7 +59,7 @@ static const struct option_row table[] = {
      "1: the heap asks the kernel for transparent huge pages (faster for large heaps, more RSS for small ones)"},
     {"FAULT", FAULT, &options.fault,
      "testing: KIND:N fails the N-th OS call of KIND (alloc, reserve, map, used, unused, any); "
-     "KIND:N+ that and every later one; KIND:0 counts only"},
+     "KIND:N+ that and every later one; KIND:0 counts only; KIND:delay=US every call of KIND sleeps US us first"},
 };
 
 /* KIND:N or KIND:N+ (see the table). */
@@ -72,18 +72,22 @@ static int parse_fault(const char *val) {
             kind = k;
     if (kind < 0) return -1;
     const char *p = colon + 1;
+    int delay = !strncmp(p, "delay=", 6);
+    if (delay) p += 6;
     uint64_t n = 0;
     if (*p < '0' || *p > '9') return -1;
     for (; *p >= '0' && *p <= '9'; p++) {
         if (n > (UINT64_MAX - 9) / 10) return -1;
         n = n * 10 + (uint64_t)(*p - '0');
     }
-    int repeat = *p == '+';
+    int repeat = !delay && *p == '+';
     if (p[repeat] != 0) return -1;
+    if (delay && n > 1000000) return -1; /* at most 1 s */
     options.fault = 1;
     options.fault_kind = kind;
-    options.fault_n = n;
+    options.fault_n = delay ? 0 : n;
     options.fault_repeat = repeat;
+    options.fault_delay_us = delay ? (uint32_t)n : 0;
     return 0;
 }
 

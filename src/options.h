@@ -36,11 +36,14 @@ struct options {
     int hugepages;          /* GOMALLOC_HUGEPAGES=1: heap memory asks for transparent
                                huge pages (madvise MADV_HUGEPAGE, mheap.c) */
     /* GOMALLOC_FAULT=KIND:N[+] (testing): the N-th OS call of KIND fails,
-     * with '+' also every later one; N = 0 only counts (os_linux.c). */
+     * with '+' also every later one; N = 0 only counts (os_linux.c).
+     * KIND:delay=US: every call of KIND first sleeps US microseconds, which
+     * widens the windows a race would need (the fork tests). */
     int fault;              /* set: count calls and report them at exit */
     int fault_kind;         /* enum os_call, or OS_CALL_ANY */
     uint64_t fault_n;
     int fault_repeat;
+    uint32_t fault_delay_us;
 };
 
 HIDDEN extern struct options options;

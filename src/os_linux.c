@@ -44,6 +44,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -92,6 +93,13 @@ static COLD bool fault_check(enum os_call k) {
     uint64_t nk = atomic_fetch_add_explicit(&fault_calls[k], 1, memory_order_relaxed) + 1;
     uint64_t na = atomic_fetch_add_explicit(&fault_calls[OS_CALL_ANY], 1, memory_order_relaxed) + 1;
     uint64_t n = options.fault_kind == OS_CALL_ANY ? na : options.fault_kind == (int)k ? nk : 0;
+    if (options.fault_delay_us && n) {
+        struct timespec ts = {0, (long)options.fault_delay_us * 1000};
+        if (options.fault_delay_us >= 1000000) ts = (struct timespec){1, 0};
+        int saved = errno;
+        nanosleep(&ts, NULL);
+        errno = saved;
+    }
     if (!options.fault_n || n < options.fault_n || (n > options.fault_n && !options.fault_repeat)) return false;
     atomic_fetch_add_explicit(&fault_hits, 1, memory_order_relaxed);
     if (options.verbose)

@@ -1021,7 +1021,9 @@ TEST(on_oom_abort) {
 TEST(fault_option_syntax) {
     CHECK(tl_gomalloc_active());
     static const char *const bad[] = {"GOMALLOC_FAULT=map:x", "GOMALLOC_FAULT=bogus:1", "GOMALLOC_FAULT=map:",
-                                      "GOMALLOC_FAULT=map:1++", "GOMALLOC_FAULT=map", "GOMALLOC_FAULT=map:-1"};
+                                      "GOMALLOC_FAULT=map:1++", "GOMALLOC_FAULT=map", "GOMALLOC_FAULT=map:-1",
+                                      "GOMALLOC_FAULT=map:delay=", "GOMALLOC_FAULT=map:delay=5+",
+                                      "GOMALLOC_FAULT=map:delay=2000000", "GOMALLOC_FAULT=map:delayx"};
     for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *env[] = {bad[i], NULL};
         int status = run_self("abort-child", "once", env, out, sizeof out, 30);
@@ -1043,6 +1045,18 @@ TEST(fault_option_syntax) {
     status = run_self("abort-child", "calloc-overflow", first, out, sizeof out, 30);
     CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(out, "; injected 1\n"),
            "reserve:1: status %#x:\n%s", status, out);
+    /* KIND:delay=US: every call of KIND takes US microseconds longer, none
+     * is refused. */
+    const char *delay[] = {"GOMALLOC_FAULT=map:delay=50000", NULL};
+    double t0 = tl_now();
+    status = run_self("abort-child", "once", delay, out, sizeof out, 30);
+    double dt = tl_now() - t0;
+    unsigned long long maps = 0;
+    const char *rep = strstr(out, "GOMALLOC_FAULT: calls alloc ");
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 5 && rep && strstr(out, "; injected 0\n") &&
+               sscanf(rep, "GOMALLOC_FAULT: calls alloc %*u reserve %*u map %llu", &maps) == 1 && maps >= 1,
+           "map:delay=50000: status %#x:\n%s", status, out);
+    CHECKF(dt >= (double)maps * 0.05, "map:delay=50000: %llu map calls took %.3f s in all", maps, dt);
 }
 
 int main(int argc, char **argv) {

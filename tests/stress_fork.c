@@ -14,6 +14,11 @@
  *     checks every exit status.
  *   fork_from_worker_threads: four threads fork 30 times each, all
  *     concurrently, while the workers keep allocating.
+ *   fork_while_pages_made_ready: one thread frees, releases and allocates
+ *     again in a loop (its spans come from released pages) while the main
+ *     thread forks 40 times; each child checks the heap, statistics
+ *     identities included (the suite also runs it with that transition
+ *     slowed down, GOMALLOC_FAULT=used:delay=200).
  * A child reports a failure through a pipe; the parent prints it.
  */
 #include "testlib.h"
@@ -462,6 +467,84 @@ TEST(fork_from_worker_threads) {
     CHECKF(!atomic_load(&forker_failed), "%s", forker_why);
     CHECKF(atomic_load(&worker_errors) == 0, "%d worker errors", atomic_load(&worker_errors));
     TLOG("fork_from_worker_threads: %d forks from %d threads in %.2fs", FORKERS * FORKS_PER_FORKER, FORKERS, dt);
+}
+
+/* The child's statistics right after a fork while another thread makes
+ * released pages Ready again: pages a thread takes and the OS books' count
+ * of Prepared bytes must change under one lock the fork handlers hold, or a
+ * child forked in between keeps HeapReleased != Prepared for good (a CI
+ * failure of stress_all, 2026-11). The recycler frees everything, releases
+ * it (gm_release_memory) and allocates again, so nearly every span it takes
+ * is made of released pages; the suite runs this with
+ * GOMALLOC_FAULT=used:delay=200, which makes each of those transitions take
+ * 200 us, so that a fork in the old window was all but certain (every run
+ * failed with the old code). Each child checks the heap, quiescent. */
+#define RECYCLE_OBJECTS 64
+#define BOOK_FORKS 40
+static atomic_int recycle_stop;
+static atomic_long recycle_rounds;
+
+static void *recycler(void *arg) {
+    size_t (*release)(void) = (size_t (*)(void))arg;
+    void *objs[RECYCLE_OBJECTS];
+    while (!atomic_load(&recycle_stop)) {
+        for (int i = 0; i < RECYCLE_OBJECTS; i++) {
+            /* 4 KiB objects (spans from the page cache) and 40-80 KiB ones
+             * (large spans, straight from the page allocator) */
+            size_t n = i % 2 ? 4096 : 40960 + (size_t)i * 640;
+            objs[i] = malloc(n);
+            if (!objs[i]) {
+                atomic_fetch_add(&worker_errors, 1);
+                continue;
+            }
+            memset(objs[i], i, n);
+        }
+        for (int i = 0; i < RECYCLE_OBJECTS; i++) free(objs[i]);
+        release();
+        atomic_fetch_add(&recycle_rounds, 1);
+    }
+    return NULL;
+}
+
+static int (*check_heap_fn)(int);
+static void child_check_books(void *arg) {
+    (void)arg;
+    if (check_heap_fn(1 /* GM_CHECK_QUIESCENT */) != 0) _exit(3); /* it printed why */
+    _exit(0);
+}
+
+TEST(fork_while_pages_made_ready) {
+    arm_parent_alarm("fork_while_pages_made_ready");
+    size_t (*release)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "gm_release_memory");
+    check_heap_fn = (int (*)(int))dlsym(RTLD_DEFAULT, "gm_check_heap");
+    if (!release || !check_heap_fn) {
+        CHECKF(!tl_gomalloc_active(), "gomalloc is loaded but gm_release_memory/gm_check_heap are not found");
+        TLOG("not gomalloc: nothing to check");
+        return;
+    }
+    const char *fault = getenv("GOMALLOC_FAULT");
+    TLOG("GOMALLOC_FAULT=%s", fault ? fault : "(unset: the window is not widened)");
+    atomic_store(&worker_errors, 0);
+    atomic_store(&recycle_stop, 0);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, recycler, (void *)release) == 0);
+    while (atomic_load(&recycle_rounds) < 2) sched_yield();
+    char why[600];
+    int failures = 0;
+    for (int i = 0; i < BOOK_FORKS; i++) {
+        int st = tl_run_child(child_check_books, NULL, why, sizeof why, 20);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            if (!failures++) TLOG("child %d: status 0x%x: %s", i, st, why);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&recycle_stop, 1);
+    pthread_join(th, NULL);
+    alarm(0);
+    CHECKF(failures == 0, "%d of %d children found the heap inconsistent right after fork", failures, BOOK_FORKS);
+    CHECKF(atomic_load(&worker_errors) == 0, "%d failed allocations", atomic_load(&worker_errors));
+    TLOG("%d forks while the recycler made %ld rounds", BOOK_FORKS, atomic_load(&recycle_rounds));
 }
 
 TEST_MAIN()

@@ -6,5 +6,8 @@
 export GM_EXPECT
 t stress_threads 120 env LD_PRELOAD="$GM" "$B/tests/stress_threads"
 t stress_fork 180 env LD_PRELOAD="$GM" "$B/tests/stress_fork"
+# The same program's fork_while_pages_made_ready with the window it guards
+# widened: every Prepared -> Ready transition takes 200 us longer.
+t stress_fork_books 60 env LD_PRELOAD="$GM" GOMALLOC_FAULT=used:delay=200 "$B/tests/stress_fork" fork_while_pages_made_ready
 t stress_thread_churn 120 env LD_PRELOAD="$GM" "$B/tests/stress_thread_churn"
 t stress_adopt 120 env LD_PRELOAD="$GM" "$B/tests/stress_adopt"
