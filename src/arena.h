@@ -23,6 +23,7 @@ struct heap_arena {
      * fully in use (tests run private page allocators beside the heap's). */
     struct page_alloc *palloc;
     uint16_t grown;                          /* chunks given to palloc, one bit each */
+    uint16_t huge;                           /* chunks marked for huge pages (mheap.c) */
     palloc_sum arena_sum;                    /* level 3 of the radix tree */
     palloc_sum chunk_sum[CHUNKS_PER_ARENA];  /* level 4 */
     struct palloc_chunk chunks[CHUNKS_PER_ARENA];

@@ -601,6 +601,8 @@ static bool check_arenas(void) {
         REQUIRE(atomic_load(&arena_index[ha->base >> ARENA_SHIFT]) == ha, "arena %p: not in the arena index",
                 (void *)ha->base);
         REQUIRE(!ha->grown || ha->palloc, "arena %p: chunks grown by no page allocator", (void *)ha->base);
+        REQUIRE(!(ha->huge & ~ha->grown), "arena %p: chunks %#x marked for huge pages but never grown",
+                (void *)ha->base, (unsigned)(ha->huge & ~ha->grown));
         if (ha->palloc == &mheap_.pages) grown += popcount64(ha->grown);
     }
     cx.grown_chunks = grown;

@@ -97,8 +97,13 @@ static void add_heap_sys(uintptr_t n) { __atomic_store_n(&mheap_.heap_sys, mheap
 static bool heap_add(uintptr_t v, uintptr_t n) {
     if (pages_grow_prepare(&mheap_.pages, v, n) != 0) return false;
     if (sys_map((void *)v, n, &mheap_.heap_sys_stat) != 0) return false;
-    if (options.hugepages) sys_hugepage((void *)v, n);
     if (pages_grow(&mheap_.pages, v, n) != 0) throw("pages_grow failed after its summaries were mapped");
+    if (options.hugepages) {
+        sys_hugepage((void *)v, n);
+        /* the scavenger releases only whole free regions of these (pagealloc.c) */
+        for (uintptr_t ci = v >> CHUNK_SHIFT; ci < (v + n) >> CHUNK_SHIFT; ci++)
+            arena_of_chunk(ci)->huge |= (uint16_t)(1u << (ci % CHUNKS_PER_ARENA));
+    }
     add_heap_sys(n);
     return true;
 }

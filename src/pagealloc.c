@@ -745,14 +745,20 @@ uintptr_t pagecache_alloc(page_cache *c, uintptr_t npages, uint64_t *scav_bits) 
 
 /* ---- Scavenging support (Go: mgcscavenge.go) -------------------------- */
 
-/* Pages per huge page, and the density above which a huge page is left
- * alone by non-forced scavenging (Go: scavChunkHiOccFrac = 496/512). */
+/* Pages per huge page (a region). */
 #define HUGE_PAGES_PER_REGION (2u << 20 >> PAGE_SHIFT)
 
-static bool region_dense(const struct palloc_chunk *ch, unsigned page) {
+/* May a non-forced scavenge release free pages of the region holding page
+ * `page` of chunk ch? Not if the region is dense (Go: scavChunkHiOccFrac,
+ * 496/512 in use): it is likely to fill again. In a chunk marked for huge
+ * pages (huge), not if any page of it is in use: khugepaged collapses a
+ * marked region back into a whole huge page while at most max_ptes_none
+ * (511 by default) of its 512 small pages are missing, so a partial
+ * release would be undone behind the books' back (Go met this, #64332). */
+static bool region_releasable(const struct palloc_chunk *ch, bool huge, unsigned page) {
     unsigned first = page / HUGE_PAGES_PER_REGION * HUGE_PAGES_PER_REGION;
     unsigned used = bits_count_range(ch->alloc, first, HUGE_PAGES_PER_REGION);
-    return used * 32 >= HUGE_PAGES_PER_REGION * 31;
+    return huge ? used == 0 : used * 32 < HUGE_PAGES_PER_REGION * 31;
 }
 
 uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool force, uintptr_t *cursor,
@@ -771,14 +777,16 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
             continue;
         }
         struct palloc_chunk *ch = chunk_of(ci);
+        bool huge = ha->huge >> (ci % CHUNKS_PER_ARENA) & 1;
         unsigned limit = (unsigned)((top - 1 - chunk_base(ci)) >> PAGE_SHIFT) + 1; /* pages [0, limit) */
         /* The highest free, unscavenged page below limit, region by region
-         * (a region is one 2 MiB huge page), skipping dense regions. */
+         * (a region is one 2 MiB huge page), skipping regions that are not
+         * releasable. */
         int hi = -1;
         for (int r = (int)((limit - 1) / HUGE_PAGES_PER_REGION); r >= 0 && hi < 0; r--) {
             unsigned first = (unsigned)r * HUGE_PAGES_PER_REGION;
             unsigned end = first + HUGE_PAGES_PER_REGION < limit ? first + HUGE_PAGES_PER_REGION : limit;
-            if (!force && region_dense(ch, first)) continue;
+            if (!force && !region_releasable(ch, huge, first)) continue;
             for (int w = (int)((end - 1) / 64); w >= (int)(first / 64) && hi < 0; w--) {
                 uint64_t cand = ~ch->alloc[w] & ~ch->scav[w];
                 unsigned wend = end - (unsigned)w * 64; /* bits [0, wend) of this word are eligible */
@@ -790,12 +798,14 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
             top = chunk_base(ci);
             continue;
         }
-        /* Extend the run downwards, up to max_pages, not into dense regions. */
+        /* Extend the run downwards, up to max_pages, not into regions that
+         * are not releasable. */
         unsigned lo = (unsigned)hi;
         while (lo > 0 && (unsigned)hi - lo + 1 < max_pages) {
             unsigned q = lo - 1;
             if ((ch->alloc[q / 64] | ch->scav[q / 64]) >> (q % 64) & 1) break;
-            if (!force && q % HUGE_PAGES_PER_REGION == HUGE_PAGES_PER_REGION - 1 && region_dense(ch, q)) break;
+            if (!force && q % HUGE_PAGES_PER_REGION == HUGE_PAGES_PER_REGION - 1 && !region_releasable(ch, huge, q))
+                break;
             lo = q;
         }
         unsigned start = (unsigned)round_up(lo, unit), end = (unsigned)round_down((unsigned)hi + 1, unit);

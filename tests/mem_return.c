@@ -14,6 +14,8 @@
  *   memlimit_hard       GOMALLOC_MEMLIMIT_HARD=1: ENOMEM at the limit,
  *                       usable again after frees
  *   fork_with_scavenger the scavenger restarts in a child on demand
+ *   hugepage_regions    what the scavenger releases of partly used 2 MiB
+ *                       regions, with and without GOMALLOC_HUGEPAGES=1
  *   stats_identities    the identities after a multi-thread stress
  *
  * The curve lines (TLOG) give RSS over time for the closing notes.
@@ -21,6 +23,7 @@
 #include "testlib.h"
 
 #include <dirent.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -372,6 +375,104 @@ TEST(hugepages) {
     /* where the system allows them, the marked heap gets them */
     if (want && thp[0] && !strstr(thp, "[never]")) CHECKF(huge > 0, "no huge pages: AnonHugePages %ld KiB", huge);
     free(p);
+}
+
+/* What the scavenger releases by itself, region by region (2 MiB): a
+ * helper thread allocates 128 MiB of 64 KiB objects, keeps one inside
+ * every other region and frees the rest, then exits (its caches go back to
+ * the heap). In a heap marked for huge pages (GOMALLOC_HUGEPAGES=1) the
+ * background scavenger releases the wholly free regions and not one page of
+ * a region with an object in use (khugepaged would fill such a region in
+ * again: pagealloc.c, region_releasable); without the mark it releases the
+ * freed pages of both kinds. gm_release_memory then releases every free
+ * page in both. Residency by mincore. */
+#define REGION (2L * MiB)
+#define HR_OBJ (64L * 1024)
+#define HR_N 2048
+#define HR_REGIONS 4096
+static char *hr_obj[HR_N];
+static unsigned char hr_live[HR_N], hr_region_live[HR_REGIONS];
+static uintptr_t hr_lo;
+
+static void *hr_fill(void *arg) {
+    (void)arg;
+    hr_lo = UINTPTR_MAX;
+    for (int i = 0; i < HR_N; i++) {
+        hr_obj[i] = malloc(HR_OBJ);
+        if (!hr_obj[i]) return "malloc failed";
+        memset(hr_obj[i], 3, HR_OBJ);
+        if ((uintptr_t)hr_obj[i] / REGION < hr_lo) hr_lo = (uintptr_t)hr_obj[i] / REGION;
+    }
+    for (int i = 0; i < HR_N; i++) {
+        uintptr_t r0 = (uintptr_t)hr_obj[i] / REGION, r1 = ((uintptr_t)hr_obj[i] + HR_OBJ - 1) / REGION;
+        if (r1 - hr_lo >= HR_REGIONS) return "objects spread over more than 8 GiB";
+        if (r0 == r1 && r0 % 2 == 0 && !hr_region_live[r0 - hr_lo]) hr_region_live[r0 - hr_lo] = hr_live[i] = 1;
+    }
+    for (int i = 0; i < HR_N; i++)
+        if (!hr_live[i]) free(hr_obj[i]);
+    return NULL;
+}
+
+/* Bytes of the freed objects no longer resident: [0] in regions that hold
+ * a live object, [1] in wholly free regions; total[] the same for all of
+ * them. */
+static void hr_released(long released[2], long total[2]) {
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char vec[HR_OBJ / 4096];
+    released[0] = released[1] = total[0] = total[1] = 0;
+    for (int i = 0; i < HR_N; i++) {
+        if (hr_live[i]) continue;
+        uintptr_t r0 = (uintptr_t)hr_obj[i] / REGION, r1 = ((uintptr_t)hr_obj[i] + HR_OBJ - 1) / REGION;
+        int mixed = hr_region_live[r0 - hr_lo] || hr_region_live[r1 - hr_lo];
+        total[!mixed] += HR_OBJ;
+        if (mincore(hr_obj[i], HR_OBJ, vec) != 0) continue;
+        for (long k = 0; k < HR_OBJ / page; k++)
+            if (!(vec[k] & 1)) released[!mixed] += page;
+    }
+}
+
+TEST(hugepage_regions) {
+    const char *opt = getenv("GOMALLOC_HUGEPAGES");
+    int huge = opt && !strcmp(opt, "1");
+    size_t (*release)(void) = (size_t (*)(void))sym("gm_release_memory");
+    CHECKF(release != NULL, "gomalloc is not loaded");
+    if (!release) return;
+    pthread_t t;
+    void *err = NULL;
+    CHECK(pthread_create(&t, NULL, hr_fill, NULL) == 0);
+    pthread_join(t, &err);
+    CHECKF(err == NULL, "%s", (const char *)err);
+    if (err) return;
+    /* the background scavenger's goal decays to the memory in use in a few
+     * seconds: wait until HeapReleased has not moved for a second */
+    struct gm_memstats st;
+    uint64_t last = 0;
+    double t0 = tl_now(), still = t0;
+    while (tl_now() - t0 < 15) {
+        usleep(100000);
+        if (!read_stats(&st)) return;
+        if (st.heap_released != last) last = st.heap_released, still = tl_now();
+        if (tl_now() - t0 > 3 && tl_now() - still > 1) break;
+    }
+    long rel[2], tot[2];
+    hr_released(rel, tot);
+    TLOG("hugepage_regions: GOMALLOC_HUGEPAGES=%s; after %.1f s the scavenger had released %ld of %ld MiB freed in "
+         "regions with an object in use, %ld of %ld MiB in wholly free regions",
+         opt ? opt : "(unset)", tl_now() - t0, rel[0] / MiB, tot[0] / MiB, rel[1] / MiB, tot[1] / MiB);
+    CHECKF(tot[0] >= 32 * MiB && tot[1] >= 32 * MiB, "layout: %ld and %ld MiB freed", tot[0], tot[1]);
+    CHECKF(rel[1] >= tot[1] / 10 * 9, "wholly free regions: %ld of %ld bytes released", rel[1], tot[1]);
+    if (huge)
+        CHECKF(rel[0] == 0, "huge pages: %ld bytes released in regions with an object in use", rel[0]);
+    else
+        CHECKF(rel[0] >= tot[0] / 2, "%ld of %ld bytes released in regions with an object in use", rel[0], tot[0]);
+    release();
+    hr_released(rel, tot);
+    TLOG("hugepage_regions: after gm_release_memory %ld of %ld MiB, and %ld of %ld MiB", rel[0] / MiB, tot[0] / MiB,
+         rel[1] / MiB, tot[1] / MiB);
+    CHECKF(rel[0] >= tot[0] / 20 * 19 && rel[1] >= tot[1] / 20 * 19,
+           "gm_release_memory: %ld of %ld and %ld of %ld bytes released", rel[0], tot[0], rel[1], tot[1]);
+    for (int i = 0; i < HR_N; i++)
+        if (hr_live[i]) free(hr_obj[i]);
 }
 
 static void *stress(void *arg) {
