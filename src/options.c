@@ -62,7 +62,7 @@ static const struct option_row table[] = {
      "KIND:N+ that and every later one; KIND:0 counts only; KIND:delay=US every call of KIND sleeps US us first"},
 };
 
-/* KIND:N or KIND:N+ (see the table). */
+/* KIND:N, KIND:N+ or KIND:delay=US (see the table). */
 static int parse_fault(const char *val) {
     const char *colon = strchr(val, ':');
     if (!colon) return -1;

@@ -32,6 +32,8 @@
  * ENOMEM. The counting costs one predictable branch on options.fault while
  * the option is unset; these paths make system calls anyway, except
  * sys_used without harddecommit, which is then one load and a branch.
+ * KIND:delay=US instead makes every call of KIND sleep first and fail
+ * none: the window between a caller's steps grows, for the race tests.
  *
  * No locks: the counters are atomic, the calls are thread-safe.
  * errno: system-call failures set errno (ENOMEM on exhaustion); the callers
