@@ -362,15 +362,21 @@ TEST(page_allocator_against_model) {
     TLOG("%u runs freed back into the cache", returned);
 }
 
-TEST(exhaustion_and_regrowth) {
-    /* A fresh instance with one chunk: fill it page by page, fail, free all. */
-    static struct page_alloc p2;
-    CHECK(pages_init(&p2) == 0);
+/* A private page allocator beside the heap's, grown by one chunk of a fresh
+ * arena reservation: the chunk's base, or 0 if a step failed. */
+static uintptr_t private_instance(struct page_alloc *p) {
+    if (pages_init(p) != 0) return 0;
     lock(&mheap_.lock);
     uintptr_t got = 0, base = arena_reserve(ARENA_BYTES, &got);
     unlock(&mheap_.lock);
+    return base && pages_grow(p, base, CHUNK_BYTES) == 0 ? base : 0;
+}
+
+TEST(exhaustion_and_regrowth) {
+    /* A fresh instance with one chunk: fill it page by page, fail, free all. */
+    static struct page_alloc p2;
+    uintptr_t base = private_instance(&p2);
     CHECK(base);
-    CHECK(pages_grow(&p2, base, CHUNK_BYTES) == 0);
     uintptr_t sc;
     for (unsigned i = 0; i < CHUNK_PAGES; i++) {
         uintptr_t a = pages_alloc(&p2, 1, &sc);
@@ -402,11 +408,8 @@ TEST(exhaustion_and_regrowth) {
  * bring them back unscavenged (else the next user skips zeroing them). */
 TEST(undo_of_pages_freed_back_into_a_cache) {
     static struct page_alloc p3;
-    CHECK(pages_init(&p3) == 0);
-    lock(&mheap_.lock);
-    uintptr_t got = 0, base = arena_reserve(ARENA_BYTES, &got);
-    unlock(&mheap_.lock);
-    CHECK(base && pages_grow(&p3, base, CHUNK_BYTES) == 0);
+    uintptr_t base = private_instance(&p3);
+    CHECK(base);
     page_cache c = pages_alloc_to_cache(&p3);
     CHECK(c.base == base && c.cache == ~(uint64_t)0 && c.scav == ~(uint64_t)0);
     uintptr_t sc;
