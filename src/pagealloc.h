@@ -109,7 +109,9 @@ void pagecache_flush(struct page_alloc *p, page_cache *c);
  * pages below *cursor, at most max_pages long, and claim it (mark it in use
  * so nobody allocates it while the lock is dropped for the system call).
  * Unless force, 2 MiB regions that are nearly full (>= 96.9% in use) are
- * skipped, so dense huge pages are not split. Returns the base (0 if none)
+ * skipped, so dense huge pages are not split, and in chunks marked for huge
+ * pages every region with a page in use (pagealloc.c, region_releasable).
+ * Returns the base (0 if none)
  * and moves *cursor down to it. */
 uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool force, uintptr_t *cursor,
                                uintptr_t *npages);

@@ -11,7 +11,9 @@
  * claimed under the heap lock, released with madvise(MADV_DONTNEED) without
  * it (os_linux.c: Ready -> Prepared, RSS drops at once), and given back
  * marked scavenged. Unless forced, 2 MiB regions that are >= 96.9% in use
- * are left alone so a dense huge page is not split (Go's density rule).
+ * are left alone so a dense huge page is not split (Go's density rule), and
+ * in a heap marked for huge pages so is any region with a page in use
+ * (pagealloc.c, region_releasable: khugepaged would fill it in again).
  *
  * How much: the goal is to keep retained memory (heap mapped minus released)
  * at 1.1 x the recent peak of memory in use plus 4 MiB, where the peak decays
@@ -305,7 +307,8 @@ static void *scavenger_main(void *arg) {
         atomic_fetch_add_explicit(&scavenge_stats.background_ns, dt, memory_order_relaxed);
         spend_tokens(dt);
         if (!got) {
-            /* Everything left is dense or in flight: look again later. */
+            /* Everything left is not releasable now (dense, in use in a
+             * huge-page region) or in flight: look again later. */
             atomic_store(&scav.sleeping, SLEEP_TIMED);
             futex_wait_ns(&scav.wake, seq, 1000000000ull);
             atomic_store(&scav.sleeping, SLEEP_NONE);

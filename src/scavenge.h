@@ -24,7 +24,8 @@ HIDDEN extern struct scavenge_stats scavenge_stats;
 
 void scavenge_init(void);
 /* Release up to `bytes` of free, unscavenged pages, highest addresses
- * first; force ignores the huge-page density rule. Returns bytes released. */
+ * first; force ignores the 2 MiB region rules (pagealloc.c,
+ * region_releasable). Returns bytes released. */
 size_t scavenge(size_t bytes, bool force);
 /* After pages were freed (or the memory limit changed): wake the background
  * scavenger, or ask for it to be started and do a budgeted step inline, if
@@ -48,8 +49,9 @@ void scavenge_start_thread(void);
 static inline void scavenge_start_if_wanted(void) {
     if (unlikely(atomic_load_explicit(&scavenge_start_wanted, memory_order_relaxed))) scavenge_start_thread();
 }
-/* Memory limit check after an allocation made `ready_bytes` Ready: returns
- * false if a hard limit refuses it (caller undoes the allocation). */
+/* Memory limit check for an allocation that will make `ready_bytes` more
+ * Ready (0: its pages already are); scavenges towards the limit. Returns
+ * false if a hard limit refuses it (the caller then does not allocate). */
 bool scavenge_check_limit(size_t ready_bytes);
 HIDDEN extern _Atomic uint64_t memory_limit; /* UINT64_MAX: none */
 /* Give every thread's page cache back to the heap (any thread). */
