@@ -3,7 +3,9 @@
  *
  * The heap lives in 64 MiB arenas. The arena index maps any address to
  * its arena record in one load; the record maps each 8 KiB page to the
- * span holding it (Go: spanOf, two dependent loads).
+ * span holding it (Go: spanOf, two dependent loads), and, for pages of
+ * spans a thread cache owns, to the free map's copy of what the owner's
+ * free fast path needs (no Go counterpart: Go frees by sweeping).
  * Go counterpart: heapArena and mheap.arenas (mheap.go), sysAlloc (malloc.go).
  */
 #ifndef GOMALLOC_ARENA_H
@@ -12,7 +14,34 @@
 #include "internal.h"
 #include "pagealloc.h"
 
+/* A page's entry in its arena's free map: a copy of what the free fast
+ * path needs from the small span holding the page while a thread cache
+ * owns that span, so that free reads one entry, two to a cache line, and
+ * not the span record (whose free-path line, one per span, is what kept
+ * missing the cache). owner is NULL on every other page. Only the owner
+ * reads the other fields, and only while owner names it: the owner writes
+ * them, then owner, when it takes the span, and clears owner when it gives
+ * the span up (mspan.c, span_set_owner); so an owner never meets its own
+ * name on a page it does not own, and another thread only ever compares
+ * owner with its own cache and goes to the span record. */
+#define FREE_ENTRY_SHIFT 5 /* log2 sizeof(struct free_entry) */
+struct free_entry {
+    mcache *_Atomic owner;
+    uintptr_t base;      /* the span's: see span_exact_index */
+    uint64_t div_inv;
+    uint32_t fast_fresh;
+    uint16_t cache_slot;
+    uint8_t div_shift;
+    uint8_t unused;
+};
+_Static_assert(sizeof(struct free_entry) == (size_t)1 << FREE_ENTRY_SHIFT, "two free-map entries per cache line");
+
 struct heap_arena {
+    /* Page -> free-path copy of an owned small span (struct free_entry).
+     * First, so that the free fast path addresses an entry with no
+     * displacement. */
+    struct free_entry free_map[PAGES_PER_ARENA];
+
     /* Page -> span, valid for every page of an in-use span, stale (or NULL)
      * elsewhere. Written under the heap lock or by the page-cache owner when
      * a span is created; read lock-free. */
@@ -49,12 +78,28 @@ static ALWAYS_INLINE heap_arena *arena_of(uintptr_t p) {
  * fast path's lookup, with no branch on the high bits. A pointer with high
  * bits set aliases a heap page, and span_exact_index rejects it (its offset
  * into the span is above 2^HEAP_ADDR_BITS). */
+static ALWAYS_INLINE heap_arena *arena_of_masked(uintptr_t p) {
+    return atomic_load_explicit(&arena_index[(p >> ARENA_SHIFT) & (ARENA_INDEX_LEN - 1)], memory_order_relaxed);
+}
+/* The span recorded for p's page in ha, p's arena. */
+static ALWAYS_INLINE mspan *arena_span_of(heap_arena *ha, uintptr_t p) {
+    return atomic_load_explicit(&ha->spans[(p >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)], memory_order_relaxed);
+}
 static ALWAYS_INLINE mspan *span_lookup_masked(uintptr_t p) {
-    heap_arena *ha =
-        atomic_load_explicit(&arena_index[(p >> ARENA_SHIFT) & (ARENA_INDEX_LEN - 1)], memory_order_relaxed);
+    heap_arena *ha = arena_of_masked(p);
     if (unlikely(!ha)) return NULL;
-    return atomic_load_explicit(&ha->spans[(p >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)],
-                                memory_order_relaxed);
+    return arena_span_of(ha, p);
+}
+
+/* The free-map entry of p's page in ha, p's arena (p modulo
+ * 2^HEAP_ADDR_BITS, as span_lookup_masked). */
+static ALWAYS_INLINE const struct free_entry *free_entry_of(const heap_arena *ha, uintptr_t p) {
+    /* &ha->free_map[page index], the index's shift folded into one */
+    uintptr_t off = (p >> (PAGE_SHIFT - FREE_ENTRY_SHIFT)) & ((PAGES_PER_ARENA - 1) << FREE_ENTRY_SHIFT);
+    return (const struct free_entry *)((const char *)ha->free_map + off);
+}
+static ALWAYS_INLINE mcache *free_entry_owner(const struct free_entry *e) {
+    return atomic_load_explicit(&((struct free_entry *)e)->owner, memory_order_relaxed);
 }
 
 /* The span recorded for p's page; NULL if none. May be stale: callers that

@@ -624,6 +624,22 @@ static bool check_page_caches(void) {
     return true;
 }
 
+/* The free-map entry of page addr (arena ha) against s, the live span
+ * holding the page (NULL: none): the owner copied, and while there is
+ * one, what the free fast path reads (arena.h, struct free_entry). */
+static bool free_entry_matches(const heap_arena *ha, uintptr_t addr, mspan *s) {
+    const struct free_entry *e = free_entry_of(ha, addr);
+    mcache *o = s ? span_owner(s) : NULL;
+    REQUIRE(free_entry_owner(e) == o, "page %p: free map names owner %p, its span %p has %p", (void *)addr,
+            (void *)free_entry_owner(e), s ? (void *)s->base : NULL, (void *)o);
+    if (o)
+        REQUIRE(e->base == s->base && e->div_inv == s->div_inv && e->div_shift == s->div_shift &&
+                    e->cache_slot == s->cache_slot && e->fast_fresh == s->fast_fresh,
+                "page %p: free-map entry differs from span %p (fast_fresh %u vs %zu)", (void *)addr,
+                (void *)s->base, e->fast_fresh, (size_t)s->fast_fresh);
+    return true;
+}
+
 /* Every page of the heap in address order (quiescent). */
 static bool walk_pages(void) {
     struct page_alloc *p = &mheap_.pages;
@@ -652,6 +668,13 @@ static bool walk_pages(void) {
                     uintptr_t addr = wbase + (uintptr_t)b * PAGE_SIZE;
                     bool in_use = used >> b & 1, cached = pcm >> b & 1;
                     mspan *s = atomic_load_explicit(&ha->spans[(addr - abase) >> PAGE_SHIFT], memory_order_relaxed);
+                    /* the live span this page is part of, if any */
+                    mspan *holder = addr < cur_end ? cur
+                                    : s && s->base == addr && in_use && !cached &&
+                                            fs_state(span_free_state(s)) != SPAN_DEAD
+                                        ? s
+                                        : NULL;
+                    if (!free_entry_matches(ha, addr, holder)) return false;
                     if (addr < cur_end) {
                         REQUIRE(in_use && !cached && s == cur,
                                 "page %p of span %p: in use %d, page-cached %d, arena index says span %p",
@@ -812,9 +835,12 @@ void span_check_unowned(mspan *s) {
 void span_check_dead(mspan *s) {
     void *b = (void *)s->base;
     if (fs_state(span_free_state(s)) != SPAN_DEAD) throw("span %p: freed while %s", b, state_name(fs_state(span_free_state(s))));
-    for (uintptr_t i = 0; i < s->npages; i++)
-        if (span_lookup(s->base + i * PAGE_SIZE) != s)
-            throw("span %p: page %zu maps to another span in the arena index", b, (size_t)i);
+    for (uintptr_t i = 0; i < s->npages; i++) {
+        uintptr_t p = s->base + i * PAGE_SIZE;
+        if (span_lookup(p) != s) throw("span %p: page %zu maps to another span in the arena index", b, (size_t)i);
+        if (free_entry_owner(free_entry_of(arena_of(p), p)))
+            throw("span %p: page %zu still names an owner in the free map", b, (size_t)i);
+    }
     if (!s->nwords) return;
     uint32_t freed = 0;
     for (unsigned i = 0; i < s->nwords; i++) {

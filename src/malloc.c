@@ -255,8 +255,14 @@ static bool free_large(mspan *s) {
     return true;
 }
 
+NOINLINE void free_overflow(mcache *c, void *ptr) { mcache_free_overflow(c, span_lookup_masked((uintptr_t)ptr), ptr); }
+
 NOINLINE void free_not_owned(void *ptr, mspan *s) {
     uintptr_t p = (uintptr_t)ptr;
+    if (unlikely(s == NULL)) {
+        free_slow(ptr); /* a page in no span */
+        return;
+    }
     if (likely(s->div_inv != 0)) {
         /* A small object of a span this thread does not own: a remote free,
          * once the pointer is an object start inside the span. */
@@ -699,12 +705,27 @@ static NOINLINE void delete_sized_slow(void *ptr, size_t size, size_t align, con
 
 void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op); /* declared in new.cc */
 void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op) {
-    /* The common case inline: an unaligned small object of its own class. */
-    mspan *s = span_lookup_masked((uintptr_t)ptr);
-    if (likely(align == 0) && likely(size <= MAX_SMALL_SIZE) && likely(s != NULL) &&
-        likely(small_spanclass(size) == s->spanclass)) {
-        free_span(ptr, s); /* one lookup for both */
-        return;
+    /* The common case inline: an unaligned small object of its own class,
+     * checked against the free-map entry if the thread owns the page, else
+     * against the span. */
+    uintptr_t p = (uintptr_t)ptr;
+    heap_arena *ha = arena_of_masked(p);
+    if (likely(align == 0) && likely(size <= MAX_SMALL_SIZE) && likely(ha != NULL)) {
+        unsigned spc = small_spanclass(size);
+        const struct free_entry *e = free_entry_of(ha, p);
+        mcache *c = current_cache();
+        if (likely(free_entry_owner(e) == c)) {
+            if (likely(e->cache_slot == spc * sizeof(struct cache_class))) {
+                free_owned(ptr, c, e);
+                return;
+            }
+        } else {
+            mspan *s = arena_span_of(ha, p);
+            if (s != NULL && spc == s->spanclass) {
+                free_not_owned(ptr, s);
+                return;
+            }
+        }
     }
     delete_sized_slow(ptr, size, align, op);
 }

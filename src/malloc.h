@@ -8,14 +8,16 @@
  * current span: count-trailing-zeros of its 64-bit window, clear the bit.
  * No lock, no atomic; the slow path only when both are empty.
  *
- * free: arena index (masked) -> arena record -> span (two loads); if this
- * thread owns the span, one multiply checks that the pointer is an object
- * start and that the object was handed out (span_exact_index below
- * span.fast_fresh), and word 1 that it is not free now (no free tag:
- * mspan.h); then push it on the reuse stack and tag it. No lock, no atomic,
- * no bitmap. Everything else (a full stack, other owners, large objects,
- * bad or doubtful pointers) goes to the slow paths, which decide from the
- * bitmaps.
+ * free: arena index (masked) -> arena record -> the page's free-map entry
+ * (two loads; arena.h, struct free_entry); if the entry names this
+ * thread's cache, the entry's copy of the span's constants gives one
+ * multiply that checks that the pointer is an object start and that the
+ * object was handed out (exact_index below fast_fresh), and word 1 that it
+ * is not free now (no free tag: mspan.h); then push it on the reuse stack
+ * and tag it. No lock, no atomic, no bitmap, no span record. Everything
+ * else (a full stack, other owners, large objects, bad or doubtful
+ * pointers) goes to the slow paths, which read the span and decide from
+ * the bitmaps.
  */
 #ifndef GOMALLOC_MALLOC_H
 #define GOMALLOC_MALLOC_H
@@ -41,10 +43,14 @@ void *malloc_failed(size_t count, size_t size) __attribute__((cold));
 
 void *malloc_large(size_t size, bool zero, size_t align);
 void free_slow(void *ptr);
-/* free when the fast path did not take ptr; s is the span its page maps to
- * (span_lookup_masked, not NULL): remote frees and large objects take short
- * paths, anything doubtful free_slow. errno is kept. */
+/* free of ptr on a page the calling thread does not own (its free-map
+ * entry names another cache or none); s is the span the page maps to
+ * (NULL if none): remote frees and large objects take short paths,
+ * anything doubtful free_slow. errno is kept. */
 void free_not_owned(void *ptr, mspan *s);
+/* free of an object in use of a span c owns when c's reuse stack for the
+ * class is full. */
+void free_overflow(mcache *c, void *ptr);
 
 static ALWAYS_INLINE unsigned small_spanclass(size_t size) {
     return size <= SMALL_SIZE_MAX
@@ -92,37 +98,46 @@ static ALWAYS_INLINE bool owned_object_in_use(const mspan *s, uintptr_t p) {
     return likely(span_exact_index(s, p) < s->fast_fresh) && likely(!reuse_tagged((const void *)p));
 }
 
-/* free of ptr, whose page maps to span s (span_lookup_masked; NULL if
- * none). */
-static ALWAYS_INLINE void free_span(void *ptr, mspan *s) {
+/* free of ptr whose free-map entry e (arena.h) names the calling thread's
+ * cache c: the object goes on c's reuse stack if it is an object start
+ * handed out since the span was set up, of a class with reuse stacks
+ * (exact_index below fast_fresh), and not free now (no free tag: mspan.h).
+ * Anything else goes to the slow paths. */
+static ALWAYS_INLINE void free_owned(void *ptr, mcache *c, const struct free_entry *e) {
     uintptr_t p = (uintptr_t)ptr;
-    if (unlikely(s == NULL)) {
+    if (likely(exact_index(e->base, e->div_inv, e->div_shift, p) < e->fast_fresh) &&
+        likely(!reuse_tagged(ptr))) {
+        struct cache_class *k = (struct cache_class *)((char *)c->k + e->cache_slot);
+        uint64_t rw = k->reuse_word;
+        uint32_t n = (uint32_t)(rw & REUSE_DEPTH_MASK);
+        if (likely(n < k->reuse_limit)) { /* room on the stack */
+            void **q = ptr;
+            q[1] = (void *)(reuse_tag ^ p); /* free: tagged */
+            k->reuse[n] = q;
+            reuse_word_set(k, rw + REUSE_PUSH);
+            return;
+        }
+        free_overflow(c, ptr);
+        return;
+    }
+    free_slow(ptr);
+}
+
+static ALWAYS_INLINE void free_inline(void *ptr) {
+    uintptr_t p = (uintptr_t)ptr;
+    heap_arena *ha = arena_of_masked(p);
+    if (unlikely(ha == NULL)) {
         free_slow(ptr); /* NULL, or not ours */
         return;
     }
+    const struct free_entry *e = free_entry_of(ha, p);
     mcache *c = current_cache();
-    if (likely(span_owner(s) == c)) {
-        if (owned_object_in_use(s, p)) {
-            struct cache_class *k = (struct cache_class *)((char *)c->k + s->cache_slot);
-            uint64_t rw = k->reuse_word;
-            uint32_t n = (uint32_t)(rw & REUSE_DEPTH_MASK);
-            if (likely(n < k->reuse_limit)) { /* room on the stack */
-                void **q = ptr;
-                q[1] = (void *)(reuse_tag ^ p); /* free: tagged */
-                k->reuse[n] = q;
-                reuse_word_set(k, rw + REUSE_PUSH);
-                return;
-            }
-            mcache_free_overflow(c, s, ptr);
-            return;
-        }
-        free_slow(ptr);
+    if (likely(free_entry_owner(e) == c)) {
+        free_owned(ptr, c, e);
         return;
     }
-    free_not_owned(ptr, s);
+    free_not_owned(ptr, arena_span_of(ha, p));
 }
-
-static ALWAYS_INLINE void free_inline(void *ptr) { free_span(ptr, span_lookup_masked((uintptr_t)ptr)); }
 
 /* Usable size and validity of an allocated pointer; reports misuse for op. */
 size_t usable_size_checked(const void *ptr, const char *op);

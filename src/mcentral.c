@@ -99,7 +99,7 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
         list_remove(mc, s);
         /* The owner first: a remote free that sees CACHED reads it to push
          * the span on the owner's notify stack (the CAS publishes it). */
-        atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+        span_set_owner(s, c);
         uint64_t v = span_free_state(s);
         while (!cas_state(s, &v, SPAN_CACHED, true)) {
         }
@@ -112,7 +112,7 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
     uintptr_t npages = class_to_npages[spanclass_sizeclass(spc)];
     mspan *s = mheap_alloc_span(npages, spc, c, 1);
     if (!s) return NULL;
-    atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+    span_set_owner(s, c);
     uint64_t v = span_free_state(s);
     atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_CACHED), memory_order_release);
     span_first_window(&c->k[spc], s);
@@ -157,7 +157,7 @@ void mcentral_release(mspan *s, mcache *c) {
             unlock(&mc->lock);
             continue; /* a remote free moved the count: decide again */
         }
-        atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+        span_set_owner(s, NULL);
         s->place = PLACE_NONE;
         if (st == SPAN_PARTIAL)
             list_push(mc, s);
@@ -242,7 +242,7 @@ void mcentral_fork_orphan(mspan *s) {
     uint32_t live = span_live_objects(s);
     unsigned st = live == 0 ? SPAN_DEAD : live == s->nelems ? SPAN_FULL : SPAN_PARTIAL;
     __atomic_store_n(&s->alloc_count, live, __ATOMIC_RELAXED);
-    atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+    span_set_owner(s, NULL);
     atomic_store_explicit(&s->notify_next, NULL, memory_order_relaxed);
     s->next = s->prev = NULL;
     s->place = PLACE_NONE;

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 
+#include "arena.h"
 #include "mcache.h"
 #include "mcentral.h"
 #include "options.h"
@@ -28,6 +29,27 @@
 #include "secure.h"
 
 mspan emptyspan; /* owner NULL, nelems 0 */
+
+/* The free-map entry of the page at p (a page of a span: its arena exists). */
+static struct free_entry *free_entry_at(uintptr_t p) {
+    heap_arena *ha = arena_of(p);
+    return &ha->free_map[(p >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)];
+}
+
+void span_set_owner(mspan *s, mcache *c) {
+    for (uintptr_t i = 0; i < s->npages; i++) {
+        struct free_entry *e = free_entry_at(s->base + i * PAGE_SIZE);
+        if (c) {
+            e->base = s->base;
+            e->div_inv = s->div_inv;
+            e->fast_fresh = (uint32_t)s->fast_fresh;
+            e->cache_slot = s->cache_slot;
+            e->div_shift = s->div_shift;
+        }
+        atomic_store_explicit(&e->owner, c, memory_order_relaxed);
+    }
+    atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+}
 
 
 /* span_exact_index's constants: elemsize = odd * 2^shift, and the inverse
@@ -116,7 +138,10 @@ static void tag_fresh(mspan *s, unsigned w) {
         }
     }
     s->fresh = (uint16_t)end;
-    if (reuse_limit_of(s->spanclass)) s->fast_fresh = end;
+    if (reuse_limit_of(s->spanclass)) {
+        s->fast_fresh = end;
+        for (uintptr_t i = 0; i < s->npages; i++) free_entry_at(s->base + i * PAGE_SIZE)->fast_fresh = end;
+    }
 }
 
 static void load_window(struct cache_class *k, mspan *s, unsigned w, uint64_t free) {

@@ -98,8 +98,9 @@ static inline uint64_t fs_new_epoch(uint64_t old, unsigned st, uint8_t spanclass
 }
 
 /* Field order follows the paths: the first cache line holds what only the
- * slow paths use; the second what free reads on every call, followed by
- * the bitmaps, so that for spans of up to 64 objects one line serves a
+ * slow paths use; the second what a free reads (an owner's free reads its
+ * copy in the arena's free map instead: arena.h, span_set_owner), followed
+ * by the bitmaps, so that for spans of up to 64 objects one line serves a
  * remote free entirely. Records are 64-byte aligned (mheap.c). The allocation window
  * (Go's allocCache) is not here: only a cache's current span has one, and it
  * lives in that cache's slot (mcache.h), next to what malloc reads. */
@@ -126,15 +127,18 @@ struct mspan {
     uint8_t record_kind;       /* which record allocator this came from */
     uint8_t place;             /* enum span_place (owner, or mcentral lock) */
 
-    /* ---- Line 1: the free fast path, then the bitmaps. ---- */
+    /* ---- Line 1: the free paths, then the bitmaps. ---- */
     mcache *_Atomic owner;     /* owning mcache or NULL; changed by the owner, or
-                                  under the mcentral lock when unowned */
+                                  under the mcentral lock when unowned, and
+                                  (record setup aside) only through
+                                  span_set_owner */
     uintptr_t base;            /* first byte of the span */
     uint64_t div_inv;          /* inverse of elemsize's odd factor mod 2^64
                                   (span_exact_index) */
     uintptr_t fast_fresh;      /* fresh if frees of this class may take the fast
                                   path (it has a tag word and reuse stacks),
-                                  else 0; owner */
+                                  else 0; owner (tag_fresh keeps the free map's
+                                  copy equal) */
     uint32_t div_mul;          /* offset * div_mul >> 32 == offset / elemsize */
     uint16_t nelems;           /* objects in the span */
     uint8_t spanclass;
@@ -170,6 +174,10 @@ static ALWAYS_INLINE uint64_t span_remote_word(mspan *s, unsigned w) {
 static ALWAYS_INLINE mcache *span_owner(mspan *s) {
     return atomic_load_explicit(&s->owner, memory_order_relaxed);
 }
+/* Make c (NULL: nobody) the owner of small span s: the record and the
+ * free-map entries of its pages (arena.h, struct free_entry). Called by
+ * the cache that takes or gives up s, or by the only thread (fork child). */
+void span_set_owner(mspan *s, mcache *c);
 
 static inline uint64_t span_free_state(mspan *s) {
     return atomic_load_explicit(&s->free_state, memory_order_acquire);
@@ -184,10 +192,12 @@ static inline uint64_t span_free_state(mspan *s) {
  * then check "object start" and "handed out" together, for any 64-bit p
  * whose page maps to s (also p past the last object, or p with high bits
  * that the arena index ignored). */
+static ALWAYS_INLINE uint64_t exact_index(uintptr_t base, uint64_t div_inv, unsigned div_shift, uintptr_t p) {
+    uint64_t x = (uint64_t)(p - base) * div_inv;
+    return (x >> div_shift) | (x << ((64 - div_shift) & 63));
+}
 static ALWAYS_INLINE uint64_t span_exact_index(const mspan *s, uintptr_t p) {
-    uint64_t x = (uint64_t)(p - s->base) * s->div_inv;
-    unsigned k = s->div_shift;
-    return (x >> k) | (x << ((64 - k) & 63));
+    return exact_index(s->base, s->div_inv, s->div_shift, p);
 }
 
 /* Object index of an offset into the span (Go: divideByElemSize). */

@@ -4,8 +4,8 @@
  * remote frees pending on notify stacks, spans handed back by exited
  * threads, page caches, scavenged memory, a memory limit), its locked mode
  * passes while other threads allocate, and each kind of corruption of the
- * metadata (bitmaps, counts, lists, summaries, counters, arena index) is
- * reported, in a forked child so the real heap stays intact.
+ * metadata (bitmaps, counts, lists, summaries, counters, arena index, free
+ * map) is reported, in a forked child so the real heap stays intact.
  */
 #include "testlib.h"
 
@@ -275,6 +275,14 @@ static void c_class(void) {
 static void c_stats(void) { atomic_fetch_add(&orphan_stats.nfree[spanclass_sizeclass(small_spc)], 1); }
 static void c_owner(void) { atomic_store(&small_span()->owner, NULL); }
 static void c_free_pages(void) { mheap_.pages.free_pages++; }
+static struct free_entry *entry_of(void *p) {
+    return (struct free_entry *)free_entry_of(arena_of((uintptr_t)p), (uintptr_t)p);
+}
+/* a large object's page named as this thread's: its frees would take the
+ * small-object fast path */
+static void c_free_map_owner(void) { atomic_store(&entry_of(large_obj)->owner, current_cache()); }
+/* objects past the span's fresh mark accepted by the fast path */
+static void c_free_map_fresh(void) { entry_of(small_obj[0])->fast_fresh++; }
 static void c_record(void) { mheap_.spanalloc[0].inuse += mheap_.spanalloc[0].size; }
 
 TEST(detects_alloc_bit_cleared) { CHECK(detects(c_alloc_bit, "objects live")); }
@@ -293,6 +301,8 @@ TEST(detects_state_class) { CHECK(detects(c_class, "free_state class")); }
 TEST(detects_statistics) { CHECK(detects(c_stats, "Mallocs")); }
 TEST(detects_lost_owner) { CHECK(detects(c_owner, "owner 0x0")); }
 TEST(detects_free_counter) { CHECK(detects(c_free_pages, "counters say")); }
+TEST(detects_free_map_owner) { CHECK(detects(c_free_map_owner, "free map names owner")); }
+TEST(detects_free_map_fresh) { CHECK(detects(c_free_map_fresh, "free-map entry differs")); }
 TEST(detects_record_leak) { CHECK(detects(c_record, "span records")); }
 
 TEST_MAIN()
