@@ -188,6 +188,22 @@ void arena_set_spans(uintptr_t base, uintptr_t npages, mspan *s) {
     }
 }
 
+uintptr_t arena_fork_clear_free_map(bool (*keep)(mcache *)) {
+    uintptr_t cleared = 0;
+    for (heap_arena *ha = atomic_load_explicit(&all_arenas, memory_order_relaxed); ha; ha = ha->next)
+        for (unsigned j = 0; j < CHUNKS_PER_ARENA; j++) {
+            if (!(ha->grown >> j & 1)) continue; /* no span was ever there */
+            for (unsigned i = j * CHUNK_PAGES; i < (j + 1) * CHUNK_PAGES; i++) {
+                mcache *o = atomic_load_explicit(&ha->free_map[i].owner, memory_order_relaxed);
+                if (o && !keep(o)) {
+                    atomic_store_explicit(&ha->free_map[i].owner, NULL, memory_order_relaxed);
+                    cleared++;
+                }
+            }
+        }
+    return cleared;
+}
+
 bool arena_needs_zero(uintptr_t base, uintptr_t npages) {
     bool need = false;
     while (npages > 0) {

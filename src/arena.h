@@ -124,6 +124,10 @@ void arena_unreserve(uintptr_t base, uintptr_t n);
 
 /* Record that [base, base+npages) belongs to span s. */
 void arena_set_spans(uintptr_t base, uintptr_t npages, mspan *s);
+/* Fork child: clear every free-map entry whose owner keep rejects (a dead
+ * thread may have been between writing a span's entries and its owner
+ * field when the parent forked). Returns how many it cleared. */
+uintptr_t arena_fork_clear_free_map(bool (*keep)(mcache *));
 
 /* Does [base, base+npages) need zeroing before use (Go: allocNeedsZero)?
  * Raises the arenas' zeroed_base marks. */

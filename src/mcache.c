@@ -846,6 +846,9 @@ void mcache_fork_child(void) {
         clear_remote(c); /* the walk counts every span's remote bits */
     }
     mheap_for_each_span(fork_fix_span, NULL);
+    /* the dead threads' spans are unowned now, and so must their pages be
+     * in the free map, also of a span a dead thread was taking */
+    arena_fork_clear_free_map(survivor);
     for (;;) {
         mcache *victim = NULL;
         for (mcache *c = all_caches; c; c = c->next)

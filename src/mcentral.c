@@ -216,7 +216,9 @@ void mcentral_notify_owner(mspan *s) {
  * other threads had under way is frozen wherever it was: a remote free
  * that set its bit but did not count it (or did not push the span on its
  * owner's notify stack, or did not make the last transition), an owner
- * between two steps of moving a span between its lists. mcache_fork_child
+ * between two steps of moving a span between its lists, or between
+ * writing a span's free-map entries and its owner field (which
+ * arena_fork_clear_free_map undoes). mcache_fork_child
  * therefore does not trust the dead threads' caches: it walks every span
  * (mheap_for_each_span) and calls these to make each one consistent. */
 

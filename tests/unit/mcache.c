@@ -4,12 +4,14 @@
  * the internal state: allocation order within a span, local reuse, remote
  * frees and the notify stack, spans handed back at thread exit and adopted
  * again, unowned-span transitions, large objects, misuse detection, and the
- * statistics identities.
+ * statistics identities, and the free map following span ownership
+ * (also across fork).
  */
 #include "testlib.h"
 
 #include <pthread.h>
 
+#include "arena.h"
 #include "check.h"
 #include "malloc.h"
 #include "mcentral.h"
@@ -286,6 +288,85 @@ TEST(exited_threads_hand_spans_back) {
            (unsigned long)after.heap_objects);
     CHECKF(after.heap_inuse <= before.heap_inuse + 64 * PAGE_SIZE, "heap in use %lu -> %lu",
            (unsigned long)before.heap_inuse, (unsigned long)after.heap_inuse);
+    CHECK(identities_hold());
+}
+
+/* The free map (arena.h): an owner's pages name it, with the span's
+ * constants, and name nobody once it gives the span up; in a fork child a
+ * dead thread's name is gone from every page, also from pages of a span
+ * it was taking when the parent forked. */
+struct fm_owner {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stage;
+    void *obj;
+    mcache *cache;
+};
+static void fm_stage(struct fm_owner *o, int stage, bool wait) {
+    pthread_mutex_lock(&o->mu);
+    if (wait)
+        while (o->stage < stage) pthread_cond_wait(&o->cv, &o->mu);
+    else {
+        o->stage = stage;
+        pthread_cond_broadcast(&o->cv);
+    }
+    pthread_mutex_unlock(&o->mu);
+}
+static void *fm_thread(void *arg) {
+    struct fm_owner *o = arg;
+    o->obj = gm_malloc(48);
+    o->cache = current_cache();
+    fm_stage(o, 1, false);
+    fm_stage(o, 2, true);
+    return NULL;
+}
+static const struct free_entry *fm_entry(const void *p) {
+    return free_entry_of(arena_of((uintptr_t)p), (uintptr_t)p);
+}
+static void *fm_large;
+static mcache *fm_dead;
+static void fm_child(void *arg) {
+    (void)arg;
+    char why[512];
+    if (free_entry_owner(fm_entry(fm_large)) != NULL) {
+        fprintf(stderr, "large object's page still names %p", (void *)fm_dead);
+        _exit(1);
+    }
+    if (heap_check(HEAP_CHECK_QUIESCENT, why, sizeof why) != 0) {
+        fprintf(stderr, "%s", why);
+        _exit(1);
+    }
+}
+TEST(free_map_follows_ownership) {
+    void *p = gm_malloc(48);
+    mspan *s = span_of_ptr(p);
+    for (uintptr_t i = 0; i < s->npages; i++) {
+        const struct free_entry *e = fm_entry((void *)(s->base + i * PAGE_SIZE));
+        CHECK(free_entry_owner(e) == current_cache());
+        CHECK(e->base == s->base && e->div_inv == s->div_inv && e->cache_slot == s->cache_slot &&
+              e->fast_fresh == s->fast_fresh);
+    }
+    gm_free(p);
+
+    struct fm_owner o = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL, NULL};
+    pthread_t t;
+    pthread_create(&t, NULL, fm_thread, &o);
+    fm_stage(&o, 1, true);
+    CHECK(free_entry_owner(fm_entry(o.obj)) == o.cache && o.cache != current_cache());
+    /* as if o's thread were writing a new span's entries when we fork */
+    fm_large = gm_malloc(300 << 10);
+    fm_dead = o.cache;
+    struct free_entry *e = (struct free_entry *)fm_entry(fm_large);
+    atomic_store(&e->owner, o.cache);
+    char err[1024];
+    int st = tl_run_child(fm_child, NULL, err, sizeof err, 30);
+    atomic_store(&e->owner, NULL);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x: %s", st, err);
+    fm_stage(&o, 2, false);
+    pthread_join(t, NULL);
+    CHECK(free_entry_owner(fm_entry(o.obj)) == NULL); /* handed back at exit */
+    gm_free(o.obj);
+    gm_free(fm_large);
     CHECK(identities_hold());
 }
 
