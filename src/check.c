@@ -25,7 +25,9 @@
  *  - Q every page of the heap, in address order: a page in use belongs to
  *    exactly one of a live span (every page of which maps to that span in
  *    the arena index), a page cache, or a scavenger's claim (counted); a
- *    free page is covered by no live span and held by no page cache.
+ *    free page is covered by no live span and held by no page cache. Its
+ *    free-map entry names its span's owner, with the span's constants,
+ *    and no owner off owned spans.
  *  - Q every live span: record kind and alignment, class parameters (size,
  *    objects, pages, division magic, limit, bitmap words), tail bits set,
  *    remote-free bits only on allocated objects, each counted in
