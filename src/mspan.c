@@ -32,8 +32,7 @@ mspan emptyspan; /* owner NULL, nelems 0 */
 
 /* The free-map entry of the page at p (a page of a span: its arena exists). */
 static struct free_entry *free_entry_at(uintptr_t p) {
-    heap_arena *ha = arena_of(p);
-    return &ha->free_map[(p >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)];
+    return (struct free_entry *)free_entry_of(arena_of(p), p);
 }
 
 void span_set_owner(mspan *s, mcache *c) {
