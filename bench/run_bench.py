@@ -199,6 +199,7 @@ def allocator_list(args):
             allocs.append(("gomalloc-secure", gm))
         if getattr(args, "hugepages", False):
             allocs.append(("gomalloc-huge", gm))
+            allocs.append(("gomalloc-nohuge", gm))
     else:
         notes.append("gomalloc library not found at `%s`: peers only." % gm)
     ld = libdir()
@@ -229,9 +230,10 @@ def base_env():
     return env
 
 
-# Variants: the same library with options (GOMALLOC_SECURE=1: --secure,
-# GOMALLOC_HUGEPAGES=1: --hugepages).
-VARIANT_ENV = {"gomalloc-secure": {"GOMALLOC_SECURE": "1"}, "gomalloc-huge": {"GOMALLOC_HUGEPAGES": "1"}}
+# Variants: the same library with options (GOMALLOC_SECURE=1: --secure;
+# GOMALLOC_HUGEPAGES=1 and =0, against the default auto: --hugepages).
+VARIANT_ENV = {"gomalloc-secure": {"GOMALLOC_SECURE": "1"}, "gomalloc-huge": {"GOMALLOC_HUGEPAGES": "1"},
+               "gomalloc-nohuge": {"GOMALLOC_HUGEPAGES": "0"}}
 
 
 def alloc_env(env, path, name=""):
@@ -539,7 +541,7 @@ def main():
     ap.add_argument("--secure", action="store_true",
                     help="also gomalloc-secure: the same library with GOMALLOC_SECURE=1")
     ap.add_argument("--hugepages", action="store_true",
-                    help="also gomalloc-huge: the same library with GOMALLOC_HUGEPAGES=1")
+                    help="also gomalloc-huge and gomalloc-nohuge: the same library with GOMALLOC_HUGEPAGES=1 and =0")
     ap.add_argument("--check", action="store_true",
                     help="run each workload once per allocator at 1/20 size and only verify results")
     ap.add_argument("--timeout", type=int, default=0, help="seconds per run (default 300, quick 120)")

@@ -98,7 +98,10 @@ static bool heap_add(uintptr_t v, uintptr_t n) {
     if (pages_grow_prepare(&mheap_.pages, v, n) != 0) return false;
     if (sys_map((void *)v, n, &mheap_.heap_sys_stat) != 0) return false;
     if (pages_grow(&mheap_.pages, v, n) != 0) throw("pages_grow failed after its summaries were mapped");
-    if (options.hugepages) {
+    /* GOMALLOC_HUGEPAGES (auto: from 8 MiB): memory that takes the heap
+     * past the threshold asks for huge pages; a small heap stays in 4 KiB
+     * pages, where whole 2 MiB pages would multiply its RSS */
+    if (mheap_.heap_sys + n > options.hugepages_from) {
         sys_hugepage((void *)v, n);
         /* the scavenger releases only whole free regions of these (pagealloc.c) */
         for (uintptr_t ci = v >> CHUNK_SHIFT; ci < (v + n) >> CHUNK_SHIFT; ci++)

@@ -20,9 +20,10 @@ extern char **environ;
 struct options options = {
     .linear_reserve = 64ull << 30,
     .scavenge_percent = 1,
+    .hugepages_from = HUGEPAGES_AUTO_FROM,
 };
 
-enum kind { BOOL, STATS, ARENA, ON_ERROR, FOREIGN, BYTES, SCAVENGE, PERCENT, ON_OOM, FAULT };
+enum kind { BOOL, STATS, ARENA, ON_ERROR, FOREIGN, BYTES, SCAVENGE, PERCENT, ON_OOM, FAULT, HUGEPAGES };
 
 struct option_row {
     const char *name; /* without the GOMALLOC_ prefix */
@@ -55,8 +56,9 @@ static const struct option_row table[] = {
      "null (default): a failed allocation returns NULL with ENOMEM; abort: report it and abort"},
     {"SECURE", BOOL, &options.secure,
      "1: hardened mode: poisoned frees checked on reuse, random allocation order, random heap base, guarded metadata"},
-    {"HUGEPAGES", BOOL, &options.hugepages,
-     "1: the heap asks the kernel for transparent huge pages (faster for large heaps, more RSS for small ones)"},
+    {"HUGEPAGES", HUGEPAGES, &options.hugepages_from,
+     "auto (default): what the heap grows by past 8 MiB mapped asks for transparent huge pages; "
+     "1: all heap memory; 0: none; SIZE (e.g. 32MiB): past SIZE"},
     {"FAULT", FAULT, &options.fault,
      "testing: KIND:N fails the N-th OS call of KIND (alloc, reserve, map, used, unused, any); "
      "KIND:N+ that and every later one; KIND:0 counts only; KIND:delay=US every call of KIND sleeps US us first"},
@@ -209,6 +211,18 @@ static void set_option(const struct option_row *row, const char *val) {
         else
             ok = parse_fault(val) == 0;
         break;
+    case HUGEPAGES: {
+        uint64_t *from = row->value;
+        if (!strcmp(val, "auto"))
+            *from = HUGEPAGES_AUTO_FROM;
+        else if (!strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "on"))
+            *from = 0;
+        else if (!strcmp(val, "0") || !strcmp(val, "false") || !strcmp(val, "off") || !*val)
+            *from = UINT64_MAX;
+        else
+            ok = parse_bytes(val, from) == 0;
+        break;
+    }
     }
     if (!ok) print_err("gomalloc: GOMALLOC_%s=%s: invalid value (ignored)\n", row->name, val);
 }
@@ -289,6 +303,18 @@ void options_print(int fd) {
                 writer_printf(&w, "%s:%llu%s", os_call_name[options.fault_kind], (unsigned long long)options.fault_n,
                               options.fault_repeat ? "+" : "");
             break;
+        case HUGEPAGES: {
+            uint64_t from = *(uint64_t *)row->value;
+            if (from == UINT64_MAX)
+                writer_puts(&w, "0");
+            else if (from == 0)
+                writer_puts(&w, "1");
+            else {
+                if (from == HUGEPAGES_AUTO_FROM) writer_puts(&w, "auto: ");
+                writer_bytes(&w, (unsigned long long)from);
+            }
+            break;
+        }
         }
         writer_printf(&w, "  (%s)\n", row->help);
     }

@@ -17,6 +17,10 @@
 
 enum stats_mode { STATS_OFF, STATS_TEXT, STATS_JSON };
 
+/* GOMALLOC_HUGEPAGES=auto (the default): heap chunks mapped once the heap
+ * has this much mapped ask for huge pages (mheap.c, heap_add). */
+#define HUGEPAGES_AUTO_FROM ((uint64_t)8 << 20)
+
 struct options {
     int verbose;            /* GOMALLOC_VERBOSE=1: print options and notable events */
     int stats;              /* GOMALLOC_STATS=1 | json:FILE: print stats at exit */
@@ -33,8 +37,10 @@ struct options {
     int memlimit_hard;      /* GOMALLOC_MEMLIMIT_HARD=1: refuse allocations past it */
     int on_oom_abort;       /* GOMALLOC_ON_OOM=abort: a failed allocation aborts */
     int secure;             /* GOMALLOC_SECURE=1: the hardened mode (secure.c) */
-    int hugepages;          /* GOMALLOC_HUGEPAGES=1: heap memory asks for transparent
-                               huge pages (madvise MADV_HUGEPAGE, mheap.c) */
+    uint64_t hugepages_from;/* GOMALLOC_HUGEPAGES: a heap chunk mapped once the heap
+                               has this many bytes mapped asks for transparent huge
+                               pages (madvise MADV_HUGEPAGE, mheap.c); 0: every
+                               chunk (=1), UINT64_MAX: none (=0) */
     /* GOMALLOC_FAULT=KIND:N[+] (testing): the N-th OS call of KIND fails,
      * with '+' also every later one; N = 0 only counts (os_linux.c).
      * KIND:delay=US: every call of KIND first sleeps US microseconds, which

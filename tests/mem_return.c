@@ -14,8 +14,10 @@
  *   memlimit_hard       GOMALLOC_MEMLIMIT_HARD=1: ENOMEM at the limit,
  *                       usable again after frees
  *   fork_with_scavenger the scavenger restarts in a child on demand
+ *   hugepages           which heap memory GOMALLOC_HUGEPAGES (1, 0, auto, 128MiB)
+ *                       marks for huge pages
  *   hugepage_regions    what the scavenger releases of partly used 2 MiB
- *                       regions, with and without GOMALLOC_HUGEPAGES=1
+ *                       regions, with GOMALLOC_HUGEPAGES=1 and =0
  *   stats_identities    the identities after a multi-thread stress
  *
  * The curve lines (TLOG) give RSS over time for the closing notes.
@@ -351,30 +353,51 @@ static int mapping_of(const void *p, int *hg, long *huge_kib) {
     return found;
 }
 
-/* GOMALLOC_HUGEPAGES=1 marks the heap for transparent huge pages; without
- * it the heap is left to the system's default. */
+/* GOMALLOC_HUGEPAGES marks heap memory for transparent huge pages: =1 all
+ * of it, =0 none, auto (the default) what the heap grows by once it passes
+ * 8 MiB mapped, =128MiB the same past 128 MiB. A 1 MiB object allocated
+ * first lies in the heap's first 4 MiB chunk (marked only with =1); a
+ * 64 MiB object then grows the heap past 8 MiB but not past 128 MiB, and a
+ * second one past 128 MiB. */
 TEST(hugepages) {
     const char *opt = getenv("GOMALLOC_HUGEPAGES");
-    int want = opt && !strcmp(opt, "1");
-    size_t n = 64 * MiB;
-    char *p = malloc(n);
-    CHECK(p != NULL);
-    memset(p, 7, n);
+    int all = opt && !strcmp(opt, "1"), none = opt && !strcmp(opt, "0"), from128 = opt && !strcmp(opt, "128MiB");
+    CHECKF(all || none || from128 || !opt || !strcmp(opt, "auto"), "GOMALLOC_HUGEPAGES=%s: not a mode this test knows",
+           opt);
+    const char *name = opt ? opt : "(unset)";
+    char *small = malloc(1 * MiB);
+    CHECK(small != NULL);
+    memset(small, 5, 1 * MiB);
     int hg = -1;
     long huge = -1;
+    CHECK(mapping_of(small, &hg, &huge));
+    CHECKF(hg == all, "1 MiB object in a small heap: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
+    size_t n = 64 * MiB;
+    char *p = malloc(n), *q = malloc(n);
+    CHECK(p != NULL && q != NULL);
+    memset(p, 7, n);
+    memset(q, 9, n);
+    if ((uintptr_t)q < (uintptr_t)p) { /* p: the one that grew the heap first */
+        char *t = p;
+        p = q, q = t;
+    }
     CHECK(mapping_of(p + n / 2, &hg, &huge));
-    CHECKF(hg == want, "VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, opt ? opt : "(unset)");
+    CHECKF(hg == (!none && !from128), "first 64 MiB object: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
+    CHECK(mapping_of(q + n / 2, &hg, &huge));
+    CHECKF(hg == !none, "second 64 MiB object: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
     char thp[128] = "";
     FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
     if (f) {
         if (!fgets(thp, sizeof thp, f)) thp[0] = 0;
         fclose(f);
     }
-    TLOG("hugepages: GOMALLOC_HUGEPAGES=%s, system THP %.*s, AnonHugePages %ld KiB of a 64 MiB object",
-         opt ? opt : "(unset)", (int)strcspn(thp, "\n"), thp, huge);
+    TLOG("hugepages: GOMALLOC_HUGEPAGES=%s, system THP %.*s, AnonHugePages %ld KiB of a 64 MiB object", name,
+         (int)strcspn(thp, "\n"), thp, huge);
     /* where the system allows them, the marked heap gets them */
-    if (want && thp[0] && !strstr(thp, "[never]")) CHECKF(huge > 0, "no huge pages: AnonHugePages %ld KiB", huge);
+    if (!none && thp[0] && !strstr(thp, "[never]")) CHECKF(huge > 0, "no huge pages: AnonHugePages %ld KiB", huge);
+    free(q);
     free(p);
+    free(small);
 }
 
 /* What the scavenger releases by itself, region by region (2 MiB): a
@@ -383,7 +406,7 @@ TEST(hugepages) {
  * the heap). In a heap marked for huge pages (GOMALLOC_HUGEPAGES=1) the
  * background scavenger releases the wholly free regions and not one page of
  * a region with an object in use (khugepaged would fill such a region in
- * again: pagealloc.c, region_releasable); without the mark it releases the
+ * again: pagealloc.c, region_releasable); without it (=0) it releases the
  * freed pages of both kinds. gm_release_memory then releases every free
  * page in both. Residency by mincore. */
 #define REGION (2L * MiB)
@@ -433,7 +456,9 @@ static void hr_released(long released[2], long total[2]) {
 
 TEST(hugepage_regions) {
     const char *opt = getenv("GOMALLOC_HUGEPAGES");
-    int huge = opt && !strcmp(opt, "1");
+    CHECKF(opt && (!strcmp(opt, "0") || !strcmp(opt, "1")), "run with GOMALLOC_HUGEPAGES=0 or =1 (is %s)",
+           opt ? opt : "unset");
+    int huge = !strcmp(opt, "1");
     size_t (*release)(void) = (size_t (*)(void))sym("gm_release_memory");
     CHECKF(release != NULL, "gomalloc is not loaded");
     pthread_t t;

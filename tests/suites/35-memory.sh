@@ -13,6 +13,8 @@ t mem_fork_with_scavenger 60 env LD_PRELOAD="$GM" "$mr" fork_with_scavenger
 t mem_thread_started_by_allocation 60 env LD_PRELOAD="$GM" "$mr" thread_started_by_allocation
 t mem_hugepages 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=1 "$mr" hugepages
 t mem_hugepages_default 60 env LD_PRELOAD="$GM" "$mr" hugepages
+t mem_hugepages_off 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=0 "$mr" hugepages
+t mem_hugepages_from_128mib 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=128MiB "$mr" hugepages
 t mem_hugepage_regions 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=1 "$mr" hugepage_regions
-t mem_hugepage_regions_default 60 env LD_PRELOAD="$GM" "$mr" hugepage_regions
+t mem_hugepage_regions_off 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=0 "$mr" hugepage_regions
 t mem_stats_identities 60 env LD_PRELOAD="$GM" "$mr" stats_identities
