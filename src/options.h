@@ -17,8 +17,8 @@
 
 enum stats_mode { STATS_OFF, STATS_TEXT, STATS_JSON };
 
-/* GOMALLOC_HUGEPAGES=auto (the default): heap chunks mapped once the heap
- * has this much mapped ask for huge pages (mheap.c, heap_add). */
+/* GOMALLOC_HUGEPAGES=auto (the default): heap memory that takes the heap's
+ * mapped size past this asks for huge pages (mheap.c, heap_add). */
 #define HUGEPAGES_AUTO_FROM ((uint64_t)8 << 20)
 
 struct options {
@@ -37,10 +37,10 @@ struct options {
     int memlimit_hard;      /* GOMALLOC_MEMLIMIT_HARD=1: refuse allocations past it */
     int on_oom_abort;       /* GOMALLOC_ON_OOM=abort: a failed allocation aborts */
     int secure;             /* GOMALLOC_SECURE=1: the hardened mode (secure.c) */
-    uint64_t hugepages_from;/* GOMALLOC_HUGEPAGES: a heap chunk mapped once the heap
-                               has this many bytes mapped asks for transparent huge
-                               pages (madvise MADV_HUGEPAGE, mheap.c); 0: every
-                               chunk (=1), UINT64_MAX: none (=0) */
+    uint64_t hugepages_from;/* GOMALLOC_HUGEPAGES: heap memory that takes the heap's
+                               mapped size past this many bytes asks for transparent
+                               huge pages (madvise MADV_HUGEPAGE, mheap.c); 0: all
+                               of it (=1), UINT64_MAX: none (=0) */
     /* GOMALLOC_FAULT=KIND:N[+] (testing): the N-th OS call of KIND fails,
      * with '+' also every later one; N = 0 only counts (os_linux.c).
      * KIND:delay=US: every call of KIND first sleeps US microseconds, which
