@@ -84,7 +84,7 @@ static ALWAYS_INLINE void *alloc_small(unsigned spc, size_t size) {
 
 static ALWAYS_INLINE void *malloc_inline(size_t size) {
     if (likely(size <= SMALL_SIZE_MAX))
-        return alloc_slot(malloc_size_to_slot8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV], size);
+        return alloc_slot(malloc_size_to_slot1[size], size);
     if (likely(size <= MAX_SMALL_SIZE))
         return alloc_slot(malloc_size_to_slot128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) / LARGE_SIZE_DIV], size);
     return malloc_large(size, false, 0);

@@ -138,6 +138,9 @@ static int malloc128(int i) { return class_for(small_size_max + i * large_size_d
  * size): the fast path then adds it to the cache address with no shift. */
 static int slot8(int i) { return malloc8(i) * 64; }
 static int slot128(int i) { return malloc128(i) * 64; }
+/* slot8 indexed by the size itself (0..1024): malloc's fast path then needs
+ * no rounding add and no shift, for a 2 KiB table instead of 258 bytes. */
+static int slot1(int size) { return slot8((size + small_size_div - 1) / small_size_div); }
 
 int main(void) {
     make_classes();
@@ -200,7 +203,7 @@ int main(void) {
     emit_table("uint8_t", "malloc_size_to_spanclass8", small_size_max / small_size_div + 1, malloc8);
     emit_table("uint8_t", "malloc_size_to_spanclass128",
                   (max_small_size - small_size_max) / large_size_div + 1, malloc128);
-    emit_table("uint16_t", "malloc_size_to_slot8", small_size_max / small_size_div + 1, slot8);
+    emit_table("uint16_t", "malloc_size_to_slot1", small_size_max + 1, slot1);
     emit_table("uint16_t", "malloc_size_to_slot128", (max_small_size - small_size_max) / large_size_div + 1,
                   slot128);
     printf("#endif // GOMALLOC_SIZECLASSES_H\n");

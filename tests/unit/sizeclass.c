@@ -76,10 +76,13 @@ TEST(exact_index_only_at_object_starts) {
     }
 }
 
-/* malloc's slot tables are its span-class tables times the slot size. */
+/* malloc's slot tables are its span-class tables times the slot size (up
+ * to 1024 bytes indexed by the size itself). */
 TEST(slot_tables_match_spanclass_tables) {
-    for (unsigned i = 0; i <= SMALL_SIZE_MAX / SMALL_SIZE_DIV; i++)
-        CHECKF(malloc_size_to_slot8[i] == malloc_size_to_spanclass8[i] * sizeof(struct cache_class), "slot8[%u]", i);
+    for (unsigned size = 0; size <= SMALL_SIZE_MAX; size++)
+        CHECKF(malloc_size_to_slot1[size] ==
+                   malloc_size_to_spanclass8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV] * sizeof(struct cache_class),
+               "slot1[%u]", size);
     for (unsigned i = 0; i <= (MAX_SMALL_SIZE - SMALL_SIZE_MAX) / LARGE_SIZE_DIV; i++)
         CHECKF(malloc_size_to_slot128[i] == malloc_size_to_spanclass128[i] * sizeof(struct cache_class),
                "slot128[%u]", i);
