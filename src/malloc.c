@@ -161,7 +161,8 @@ NOINLINE bool malloc_init_slow(void) {
     unlock(&init_lock);
     malloc_register_fork_handlers();
     if (options.verbose) {
-        print_err("gomalloc: %s, OS page %zu, huge page %zu\n", gm_version(), phys_page_size, phys_huge_page_size);
+        print_err("gomalloc: %s, OS page %zu, huge page %zu%s\n", gm_version(), phys_page_size, phys_huge_page_size,
+                  sys_hugepages_usable ? "" : " (transparent huge pages off: GOMALLOC_HUGEPAGES has no effect)");
         options_print(2);
     }
     errno = saved;

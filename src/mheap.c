@@ -100,8 +100,9 @@ static bool heap_add(uintptr_t v, uintptr_t n) {
     if (pages_grow(&mheap_.pages, v, n) != 0) throw("pages_grow failed after its summaries were mapped");
     /* GOMALLOC_HUGEPAGES (auto: from 8 MiB): memory that takes the heap
      * past the threshold asks for huge pages; a small heap stays in 4 KiB
-     * pages, where whole 2 MiB pages would multiply its RSS */
-    if (mheap_.heap_sys + n > options.hugepages_from) {
+     * pages, where whole 2 MiB pages would multiply its RSS. Not where the
+     * system gives none (os_linux.c). */
+    if (sys_hugepages_usable && mheap_.heap_sys + n > options.hugepages_from) {
         sys_hugepage((void *)v, n);
         /* the scavenger releases only whole free regions of these (pagealloc.c) */
         for (uintptr_t ci = v >> CHUNK_SHIFT; ci < (v + n) >> CHUNK_SHIFT; ci++)

@@ -61,6 +61,7 @@ typedef _Atomic uint64_t sysstat; /* a purpose counter, in bytes */
 
 HIDDEN extern size_t phys_page_size;      /* OS page size (AT_PAGESZ) */
 HIDDEN extern size_t phys_huge_page_size; /* transparent huge page size, 0 if none */
+HIDDEN extern bool sys_hugepages_usable;  /* THP exist and are not disabled ("[never]") */
 
 void os_init(void);
 

@@ -43,6 +43,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -64,6 +65,7 @@
 struct os_stats os_stats;
 size_t phys_page_size = 4096;
 size_t phys_huge_page_size;
+bool sys_hugepages_usable;
 
 static _Atomic uint64_t *state_counter(enum os_state s) {
     switch (s) {
@@ -143,6 +145,18 @@ static size_t read_sysfs_number(const char *path) {
     return v;
 }
 
+/* Does the first line of a sysfs file contain word? (No allocation.) */
+static bool sysfs_contains(const char *path, const char *word) {
+    char buf[128];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    return strstr(buf, word) != NULL;
+}
+
 void os_init(void) {
     unsigned long ps = getauxval(AT_PAGESZ);
     if (ps >= 4096 && (ps & (ps - 1)) == 0) phys_page_size = ps;
@@ -150,6 +164,11 @@ void os_init(void) {
     size_t huge = read_sysfs_number("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
     /* Go ignores huge pages larger than a page-allocator chunk (4 MiB). */
     if (huge && (huge & (huge - 1)) == 0 && huge <= (4u << 20)) phys_huge_page_size = huge;
+    /* Marking memory for huge pages is pointless where the system never
+     * gives them, and would only keep the scavenger from releasing part of
+     * a marked region (mheap.c, pagealloc.c region_releasable). */
+    sys_hugepages_usable =
+        phys_huge_page_size && !sysfs_contains("/sys/kernel/mm/transparent_hugepage/enabled", "[never]");
 }
 
 void *sys_alloc(size_t n, sysstat *stat) {

@@ -353,6 +353,20 @@ static int mapping_of(const void *p, int *hg, long *huge_kib) {
     return found;
 }
 
+/* The system's THP mode (line of /sys/kernel/mm/transparent_hugepage/enabled
+ * into thp, "" if none): false if it has none or never gives them, and then
+ * gomalloc marks nothing whatever GOMALLOC_HUGEPAGES says. */
+static int thp_usable(char thp[128]) {
+    thp[0] = 0;
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(thp, 128, f)) thp[0] = 0;
+        fclose(f);
+    }
+    thp[strcspn(thp, "\n")] = 0;
+    return thp[0] && !strstr(thp, "[never]");
+}
+
 /* GOMALLOC_HUGEPAGES marks heap memory for transparent huge pages: =1 all
  * of it, =0 none, auto (the default) what the heap grows by once it passes
  * 8 MiB mapped, =128MiB the same past 128 MiB. A 1 MiB object allocated
@@ -365,6 +379,8 @@ TEST(hugepages) {
     CHECKF(all || none || from128 || !opt || !strcmp(opt, "auto"), "GOMALLOC_HUGEPAGES=%s: not a mode this test knows",
            opt);
     const char *name = opt ? opt : "(unset)";
+    char thp[128];
+    if (!thp_usable(thp)) all = 0, none = 1, from128 = 0; /* nothing is marked */
     char *small = malloc(1 * MiB);
     CHECK(small != NULL);
     memset(small, 5, 1 * MiB);
@@ -385,16 +401,9 @@ TEST(hugepages) {
     CHECKF(hg == (!none && !from128), "first 64 MiB object: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
     CHECK(mapping_of(q + n / 2, &hg, &huge));
     CHECKF(hg == !none, "second 64 MiB object: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
-    char thp[128] = "";
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (f) {
-        if (!fgets(thp, sizeof thp, f)) thp[0] = 0;
-        fclose(f);
-    }
-    TLOG("hugepages: GOMALLOC_HUGEPAGES=%s, system THP %.*s, AnonHugePages %ld KiB of a 64 MiB object", name,
-         (int)strcspn(thp, "\n"), thp, huge);
+    TLOG("hugepages: GOMALLOC_HUGEPAGES=%s, system THP %s, AnonHugePages %ld KiB of a 64 MiB object", name, thp, huge);
     /* where the system allows them, the marked heap gets them */
-    if (!none && thp[0] && !strstr(thp, "[never]")) CHECKF(huge > 0, "no huge pages: AnonHugePages %ld KiB", huge);
+    if (!none) CHECKF(huge > 0, "no huge pages: AnonHugePages %ld KiB", huge);
     free(q);
     free(p);
     free(small);
@@ -458,7 +467,8 @@ TEST(hugepage_regions) {
     const char *opt = getenv("GOMALLOC_HUGEPAGES");
     CHECKF(opt && (!strcmp(opt, "0") || !strcmp(opt, "1")), "run with GOMALLOC_HUGEPAGES=0 or =1 (is %s)",
            opt ? opt : "unset");
-    int huge = !strcmp(opt, "1");
+    char thp[128];
+    int huge = !strcmp(opt, "1") && thp_usable(thp);
     size_t (*release)(void) = (size_t (*)(void))sym("gm_release_memory");
     CHECKF(release != NULL, "gomalloc is not loaded");
     pthread_t t;
