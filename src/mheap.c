@@ -92,6 +92,35 @@ int mheap_init(void) {
  * (scavenge.c): relaxed atomic stores, always under the heap lock. */
 static void add_heap_sys(uintptr_t n) { __atomic_store_n(&mheap_.heap_sys, mheap_.heap_sys + n, __ATOMIC_RELAXED); }
 
+/* At most this many bytes of resident regions are collapsed into huge
+ * pages when the heap passes GOMALLOC_HUGEPAGES's threshold (heap_mark_earlier):
+ * the copy runs once, under the heap lock. */
+#define COLLAPSE_MAX_BYTES ((uintptr_t)16 << 20)
+
+/* The heap just passed the huge-page threshold: mark the chunks it had
+ * before too (all but [v, v+n)), which hold its oldest and often hottest
+ * objects, and collapse their resident regions into huge pages at once
+ * (khugepaged would take its time, some seconds per 16 MiB by default).
+ * A region with pages never used or released is only marked (heap lock
+ * held). */
+static void heap_mark_earlier(uintptr_t v, uintptr_t n) {
+    uintptr_t budget = phys_huge_page_size == ((uintptr_t)2 << 20) ? COLLAPSE_MAX_BYTES : 0;
+    for (heap_arena *ha = atomic_load_explicit(&all_arenas, memory_order_relaxed); ha; ha = ha->next) {
+        if (ha->palloc != &mheap_.pages) continue;
+        for (unsigned i = 0; i < CHUNKS_PER_ARENA; i++) {
+            uintptr_t c = ha->base + (uintptr_t)i * CHUNK_BYTES;
+            if (!(ha->grown >> i & 1) || ha->huge >> i & 1 || (c >= v && c < v + n)) continue;
+            sys_hugepage((void *)c, CHUNK_BYTES);
+            ha->huge |= (uint16_t)(1u << i);
+            for (uintptr_t r = c; r < c + CHUNK_BYTES && budget; r += (uintptr_t)2 << 20)
+                if (pages_region_resident(&mheap_.pages, r)) {
+                    sys_collapse((void *)r, (uintptr_t)2 << 20);
+                    budget -= (uintptr_t)2 << 20;
+                }
+        }
+    }
+}
+
 /* Give [v, v+n) of the reservation to the page allocator, all or nothing
  * (heap lock held). */
 static bool heap_add(uintptr_t v, uintptr_t n) {
@@ -103,6 +132,7 @@ static bool heap_add(uintptr_t v, uintptr_t n) {
      * pages, where whole 2 MiB pages would multiply its RSS. Not where the
      * system gives none (os_linux.c). */
     if (sys_hugepages_usable && mheap_.heap_sys + n > options.hugepages_from) {
+        if (mheap_.heap_sys && mheap_.heap_sys <= options.hugepages_from) heap_mark_earlier(v, n);
         sys_hugepage((void *)v, n);
         /* the scavenger releases only whole free regions of these (pagealloc.c) */
         for (uintptr_t ci = v >> CHUNK_SHIFT; ci < (v + n) >> CHUNK_SHIFT; ci++)

@@ -78,6 +78,10 @@ int sys_unused(void *v, size_t n);
 void sys_fault(void *v, size_t n);
 void sys_free(void *v, size_t n, enum os_state from, sysstat *stat);
 void sys_hugepage(void *v, size_t n);
+/* Turn the Ready range [v, v+n) into huge pages now (MADV_COLLAPSE, Linux
+ * 6.1+; copies the small pages, populates missing ones). False if the
+ * kernel cannot or will not. */
+bool sys_collapse(void *v, size_t n);
 /* Label a mapping in /proc/PID/maps ("[anon:gomalloc heap]"); best effort. */
 void sys_name(void *v, size_t n, const char *name);
 

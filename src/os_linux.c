@@ -314,6 +314,16 @@ void sys_hugepage(void *v, size_t n) {
     errno = saved;
 }
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+bool sys_collapse(void *v, size_t n) {
+    int saved = errno;
+    bool ok = madvise(v, n, MADV_COLLAPSE) == 0;
+    errno = saved;
+    return ok;
+}
+
 void sys_name(void *v, size_t n, const char *name) {
     int saved = errno;
     prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)v, n, (unsigned long)name);

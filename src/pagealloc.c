@@ -761,6 +761,19 @@ static bool region_releasable(const struct palloc_chunk *ch, bool huge, unsigned
     return huge ? used == 0 : used * 32 < HUGE_PAGES_PER_REGION * 31;
 }
 
+bool pages_region_resident(struct page_alloc *p, uintptr_t addr) {
+    uintptr_t ci = chunk_index(addr);
+    heap_arena *ha = arena_of_chunk(ci);
+    if (!ha || ha->palloc != p || !(ha->grown >> (ci % CHUNKS_PER_ARENA) & 1) ||
+        addr & (((uintptr_t)HUGE_PAGES_PER_REGION << PAGE_SHIFT) - 1))
+        return false;
+    const struct palloc_chunk *ch = chunk_of(ci);
+    unsigned first = chunk_page_index(addr);
+    for (unsigned w = first / 64; w < (first + HUGE_PAGES_PER_REGION) / 64; w++)
+        if (ch->scav[w] & ~ch->alloc[w]) return false; /* scav is meaningful for free pages only */
+    return true;
+}
+
 uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool force, uintptr_t *cursor,
                                uintptr_t *npages) {
     *npages = 0;

@@ -115,6 +115,12 @@ void pagecache_flush(struct page_alloc *p, page_cache *c);
  * and moves *cursor down to it. */
 uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool force, uintptr_t *cursor,
                                uintptr_t *npages);
+/* Is every free page of the 2 MiB region at addr (aligned) unscavenged
+ * (heap lock)? Then each page of it is in use or was used and not released
+ * since: turning the region into a huge page adds to the resident set only
+ * allocated pages nobody has touched yet (a page cache's, the tail of a
+ * new span or large object), and releases no counted release. */
+bool pages_region_resident(struct page_alloc *p, uintptr_t addr);
 /* Give back a claimed run: scavenged if released, else as it was (free,
  * not scavenged: the OS refused to release it). */
 void pages_scavenge_release(struct page_alloc *p, uintptr_t base, uintptr_t npages, bool released);

@@ -16,6 +16,8 @@
  *   fork_with_scavenger the scavenger restarts in a child on demand
  *   hugepages           which heap memory GOMALLOC_HUGEPAGES (1, 0, auto, 128MiB)
  *                       marks for huge pages
+ *   hugepages_earlier   auto: the heap's first chunks marked and collapsed
+ *                       when it passes 8 MiB
  *   hugepage_regions    what the scavenger releases of partly used 2 MiB
  *                       regions, with GOMALLOC_HUGEPAGES=1 and =0
  *   stats_identities    the identities after a multi-thread stress
@@ -369,10 +371,11 @@ static int thp_usable(char thp[128]) {
 
 /* GOMALLOC_HUGEPAGES marks heap memory for transparent huge pages: =1 all
  * of it, =0 none, auto (the default) what the heap grows by once it passes
- * 8 MiB mapped, =128MiB the same past 128 MiB. A 1 MiB object allocated
- * first lies in the heap's first 4 MiB chunk (marked only with =1); a
- * 64 MiB object then grows the heap past 8 MiB but not past 128 MiB, and a
- * second one past 128 MiB. */
+ * 8 MiB mapped, and then what it had before (hugepages_earlier), =128MiB
+ * the same past 128 MiB. A 1 MiB object allocated first lies in the heap's
+ * first 4 MiB chunk (marked only with =1); a 64 MiB object then grows the
+ * heap past 8 MiB but not past 128 MiB, and a second one past 128 MiB,
+ * which marks the first one's memory too. */
 TEST(hugepages) {
     const char *opt = getenv("GOMALLOC_HUGEPAGES");
     int all = opt && !strcmp(opt, "1"), none = opt && !strcmp(opt, "0"), from128 = opt && !strcmp(opt, "128MiB");
@@ -389,24 +392,58 @@ TEST(hugepages) {
     CHECK(mapping_of(small, &hg, &huge));
     CHECKF(hg == all, "1 MiB object in a small heap: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
     size_t n = 64 * MiB;
-    char *p = malloc(n), *q = malloc(n);
-    CHECK(p != NULL && q != NULL);
+    char *p = malloc(n);
+    CHECK(p != NULL);
     memset(p, 7, n);
-    memset(q, 9, n);
-    if ((uintptr_t)q < (uintptr_t)p) { /* p: the one that grew the heap first */
-        char *t = p;
-        p = q, q = t;
-    }
     CHECK(mapping_of(p + n / 2, &hg, &huge));
     CHECKF(hg == (!none && !from128), "first 64 MiB object: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
+    char *q = malloc(n);
+    CHECK(q != NULL);
+    memset(q, 9, n);
     CHECK(mapping_of(q + n / 2, &hg, &huge));
     CHECKF(hg == !none, "second 64 MiB object: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
+    /* passing the threshold marked what the heap had before as well */
+    CHECK(mapping_of(p + n / 2, &hg, &huge));
+    CHECKF(hg == !none, "first 64 MiB object, after: VmFlags hg %d with GOMALLOC_HUGEPAGES=%s", hg, name);
     TLOG("hugepages: GOMALLOC_HUGEPAGES=%s, system THP %s, AnonHugePages %ld KiB of a 64 MiB object", name, thp, huge);
     /* where the system allows them, the marked heap gets them */
     if (!none) CHECKF(huge > 0, "no huge pages: AnonHugePages %ld KiB", huge);
     free(q);
     free(p);
     free(small);
+}
+
+/* GOMALLOC_HUGEPAGES=auto: when the heap passes 8 MiB, the chunks it had
+ * before are marked too, and their wholly used 2 MiB regions collapsed
+ * into huge pages at once (MADV_COLLAPSE). 6 MiB of 1 KiB objects, touched,
+ * lie in 4 KiB pages; a 64 MiB object (not touched) takes the heap past
+ * 8 MiB; then the small objects' mapping is marked and holds huge pages. */
+TEST(hugepages_earlier) {
+    char thp[128];
+    int usable = thp_usable(thp);
+    enum { N = 6 * 1024 };
+    static char *obj[N];
+    for (int i = 0; i < N; i++) {
+        obj[i] = malloc(1024);
+        CHECK(obj[i] != NULL);
+        memset(obj[i], 1, 1024);
+    }
+    char *probe = obj[N / 4];
+    int hg = -1;
+    long huge = -1;
+    CHECK(mapping_of(probe, &hg, &huge));
+    CHECKF(hg == 0 && huge == 0, "before: VmFlags hg %d, AnonHugePages %ld KiB", hg, huge);
+    char *big = malloc(64 * MiB);
+    CHECK(big != NULL);
+    CHECK(mapping_of(probe, &hg, &huge));
+    TLOG("hugepages_earlier: system THP %s; after the heap passed 8 MiB: VmFlags hg %d, AnonHugePages %ld KiB", thp,
+         hg, huge);
+    CHECKF(hg == usable, "after: VmFlags hg %d with THP %s", hg, thp);
+    /* the first 4 MiB chunk is wholly in use: both its regions collapse */
+    if (usable) CHECKF(huge >= 4096, "after: AnonHugePages %ld KiB: not the first chunk's 4 MiB", huge);
+    for (int i = 0; i < N; i++) CHECK(obj[i][0] == 1 && obj[i][1023] == 1); /* contents survive the copy */
+    free(big);
+    for (int i = 0; i < N; i++) free(obj[i]);
 }
 
 /* What the scavenger releases by itself, region by region (2 MiB): a

@@ -14,6 +14,7 @@ t mem_thread_started_by_allocation 60 env LD_PRELOAD="$GM" "$mr" thread_started_
 t mem_hugepages 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=1 "$mr" hugepages
 t mem_hugepages_default 60 env LD_PRELOAD="$GM" "$mr" hugepages
 t mem_hugepages_off 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=0 "$mr" hugepages
+t mem_hugepages_earlier 60 env LD_PRELOAD="$GM" "$mr" hugepages_earlier
 t mem_hugepages_from_128mib 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=128MiB "$mr" hugepages
 t mem_hugepage_regions 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=1 "$mr" hugepage_regions
 t mem_hugepage_regions_off 60 env LD_PRELOAD="$GM" GOMALLOC_HUGEPAGES=0 "$mr" hugepage_regions
