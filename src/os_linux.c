@@ -132,29 +132,30 @@ static void check_aligned(const char *op, void *v, size_t n) {
     if (((uintptr_t)v | n) & (phys_page_size - 1)) throw("%s(%p, %zu): not page aligned", op, v, n);
 }
 
-/* Read a small decimal number from a sysfs file without allocating. */
-static size_t read_sysfs_number(const char *path) {
-    char buf[64];
+/* The start of a small sysfs file, NUL-terminated, into buf (cap bytes),
+ * without allocating; its length, 0 if unreadable. */
+static size_t read_sysfs(const char *path, char *buf, size_t cap) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, cap - 1);
     close(fd);
-    if (n <= 0) return 0;
-    size_t v = 0;
-    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) v = v * 10 + (size_t)(buf[i] - '0');
+    if (n <= 0) n = 0;
+    buf[n] = 0;
+    return (size_t)n;
+}
+
+/* A small decimal number from a sysfs file (0 if none). */
+static size_t read_sysfs_number(const char *path) {
+    char buf[64];
+    size_t n = read_sysfs(path, buf, sizeof buf), v = 0;
+    for (size_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) v = v * 10 + (size_t)(buf[i] - '0');
     return v;
 }
 
-/* Does the first line of a sysfs file contain word? (No allocation.) */
+/* Does a small sysfs file contain word? */
 static bool sysfs_contains(const char *path, const char *word) {
     char buf[128];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return false;
-    buf[n] = 0;
-    return strstr(buf, word) != NULL;
+    return read_sysfs(path, buf, sizeof buf) && strstr(buf, word) != NULL;
 }
 
 void os_init(void) {

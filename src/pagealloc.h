@@ -119,7 +119,7 @@ uintptr_t pages_scavenge_claim(struct page_alloc *p, uintptr_t max_pages, bool f
  * (heap lock)? Then each page of it is in use or was used and not released
  * since: turning the region into a huge page adds to the resident set only
  * allocated pages nobody has touched yet (a page cache's, the tail of a
- * new span or large object), and releases no counted release. */
+ * new span or large object) and undoes no release the books count. */
 bool pages_region_resident(struct page_alloc *p, uintptr_t addr);
 /* Give back a claimed run: scavenged if released, else as it was (free,
  * not scavenged: the OS refused to release it). */
