@@ -92,10 +92,22 @@ int mheap_init(void) {
  * (scavenge.c): relaxed atomic stores, always under the heap lock. */
 static void add_heap_sys(uintptr_t n) { __atomic_store_n(&mheap_.heap_sys, mheap_.heap_sys + n, __ATOMIC_RELAXED); }
 
+/* A huge page: the region that pagealloc.c's scavenging rules and
+ * MADV_COLLAPSE work in. */
+#define HUGE_REGION_BYTES ((uintptr_t)2 << 20)
+
 /* At most this many bytes of resident regions are collapsed into huge
  * pages when the heap passes GOMALLOC_HUGEPAGES's threshold (heap_mark_earlier):
  * the copy runs once, under the heap lock. */
 #define COLLAPSE_MAX_BYTES ((uintptr_t)16 << 20)
+
+/* Mark the chunks of [v, v+n) for huge pages; the scavenger then releases
+ * only whole free regions of them (pagealloc.c, region_releasable). */
+static void mark_huge(uintptr_t v, uintptr_t n) {
+    sys_hugepage((void *)v, n);
+    for (uintptr_t ci = v >> CHUNK_SHIFT; ci < (v + n) >> CHUNK_SHIFT; ci++)
+        arena_of_chunk(ci)->huge |= (uint16_t)(1u << (ci % CHUNKS_PER_ARENA));
+}
 
 /* The heap just passed the huge-page threshold: mark the chunks it had
  * before too (all but [v, v+n)), which hold its oldest and often hottest
@@ -104,18 +116,17 @@ static void add_heap_sys(uintptr_t n) { __atomic_store_n(&mheap_.heap_sys, mheap
  * A region with pages never used or released is only marked (heap lock
  * held). */
 static void heap_mark_earlier(uintptr_t v, uintptr_t n) {
-    uintptr_t budget = phys_huge_page_size == ((uintptr_t)2 << 20) ? COLLAPSE_MAX_BYTES : 0;
+    uintptr_t budget = phys_huge_page_size == HUGE_REGION_BYTES ? COLLAPSE_MAX_BYTES : 0;
     for (heap_arena *ha = atomic_load_explicit(&all_arenas, memory_order_relaxed); ha; ha = ha->next) {
         if (ha->palloc != &mheap_.pages) continue;
         for (unsigned i = 0; i < CHUNKS_PER_ARENA; i++) {
             uintptr_t c = ha->base + (uintptr_t)i * CHUNK_BYTES;
             if (!(ha->grown >> i & 1) || ha->huge >> i & 1 || (c >= v && c < v + n)) continue;
-            sys_hugepage((void *)c, CHUNK_BYTES);
-            ha->huge |= (uint16_t)(1u << i);
-            for (uintptr_t r = c; r < c + CHUNK_BYTES && budget; r += (uintptr_t)2 << 20)
+            mark_huge(c, CHUNK_BYTES);
+            for (uintptr_t r = c; r < c + CHUNK_BYTES && budget; r += HUGE_REGION_BYTES)
                 if (pages_region_resident(&mheap_.pages, r)) {
-                    sys_collapse((void *)r, (uintptr_t)2 << 20);
-                    budget -= (uintptr_t)2 << 20;
+                    sys_collapse((void *)r, HUGE_REGION_BYTES);
+                    budget -= HUGE_REGION_BYTES;
                 }
         }
     }
@@ -133,10 +144,7 @@ static bool heap_add(uintptr_t v, uintptr_t n) {
      * system gives none (os_linux.c). */
     if (sys_hugepages_usable && mheap_.heap_sys + n > options.hugepages_from) {
         if (mheap_.heap_sys && mheap_.heap_sys <= options.hugepages_from) heap_mark_earlier(v, n);
-        sys_hugepage((void *)v, n);
-        /* the scavenger releases only whole free regions of these (pagealloc.c) */
-        for (uintptr_t ci = v >> CHUNK_SHIFT; ci < (v + n) >> CHUNK_SHIFT; ci++)
-            arena_of_chunk(ci)->huge |= (uint16_t)(1u << (ci % CHUNKS_PER_ARENA));
+        mark_huge(v, n);
     }
     add_heap_sys(n);
     return true;

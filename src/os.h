@@ -79,9 +79,9 @@ void sys_fault(void *v, size_t n);
 void sys_free(void *v, size_t n, enum os_state from, sysstat *stat);
 void sys_hugepage(void *v, size_t n);
 /* Turn the Ready range [v, v+n) into huge pages now (MADV_COLLAPSE, Linux
- * 6.1+; copies the small pages, populates missing ones). False if the
- * kernel cannot or will not. */
-bool sys_collapse(void *v, size_t n);
+ * 6.1+; copies the small pages, populates missing ones); best effort, like
+ * sys_hugepage: a kernel that cannot leaves it as it is. */
+void sys_collapse(void *v, size_t n);
 /* Label a mapping in /proc/PID/maps ("[anon:gomalloc heap]"); best effort. */
 void sys_name(void *v, size_t n, const char *name);
 

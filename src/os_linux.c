@@ -318,11 +318,10 @@ void sys_hugepage(void *v, size_t n) {
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
-bool sys_collapse(void *v, size_t n) {
+void sys_collapse(void *v, size_t n) {
     int saved = errno;
-    bool ok = madvise(v, n, MADV_COLLAPSE) == 0;
+    madvise(v, n, MADV_COLLAPSE);
     errno = saved;
-    return ok;
 }
 
 void sys_name(void *v, size_t n, const char *name) {

@@ -414,7 +414,7 @@ TEST(hugepages) {
 }
 
 /* GOMALLOC_HUGEPAGES=auto: when the heap passes 8 MiB, the chunks it had
- * before are marked too, and their wholly used 2 MiB regions collapsed
+ * before are marked too, and their resident 2 MiB regions collapsed
  * into huge pages at once (MADV_COLLAPSE). 6 MiB of 1 KiB objects, touched,
  * lie in 4 KiB pages; a 64 MiB object (not touched) takes the heap past
  * 8 MiB; then the small objects' mapping is marked and holds huge pages. */
