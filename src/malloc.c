@@ -51,7 +51,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,10 +142,6 @@ NOINLINE bool malloc_init_slow(void) {
     }
     /* Nothing below may call malloc. Each step is done once; after a
      * refusal the next call starts from the step that failed. */
-    const unsigned char *rnd = (const unsigned char *)getauxval(AT_RANDOM);
-    uintptr_t seed = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; rnd && i < 16; i++) seed = (seed ^ rnd[i]) * 0x100000001B3ull;
-    reuse_tag = seed | 1;
     os_init();
     options_init();
     if (!heap_ready) heap_ready = mheap_init() == 0;

@@ -112,7 +112,7 @@ static ALWAYS_INLINE void free_owned(void *ptr, mcache *c, const struct free_ent
         uint32_t n = (uint32_t)(rw & REUSE_DEPTH_MASK);
         if (likely(n < k->reuse_limit)) { /* room on the stack */
             void **q = ptr;
-            q[1] = (void *)(reuse_tag ^ p); /* free: tagged */
+            q[1] = (void *)free_tag(p); /* free: tagged */
             k->reuse[n] = q;
             reuse_word_set(k, rw + REUSE_PUSH);
             return;

@@ -193,11 +193,10 @@ void mcache_free_event(mcache *c, mspan *s) {
  * into the spans' bitmaps. The stack lives in the cache, not in the freed
  * objects (jemalloc's tcache bins do the same), so writes into freed memory
  * cannot corrupt the allocator. Word 1 of every free object holds the free
- * tag, reuse_tag ^ address (mspan.h), which lets free tell an object in use
+ * tag, address + FREE_TAG_OFFSET (mcache.h), which lets free tell an object in use
  * without the bitmaps and notice a second free at once. The 8-byte class
  * has no word 1, no tag and no stack: it frees straight into the bitmap.
  */
-uintptr_t reuse_tag;
 
 uint32_t reuse_limit_of(uint8_t spc) {
     unsigned size = class_to_size[spanclass_sizeclass(spc)];
@@ -234,7 +233,7 @@ void mcache_free_local(mcache *c, mspan *s, void *ptr) {
     if (!k->reuse_limit) {
         stat_add(&c->counts[s->spanclass].nfree, 1);
         if (unlikely(options.secure) && s->elemsize >= 16) secure_poison(s, (uintptr_t)ptr);
-        if (s->elemsize >= 16) ((uintptr_t *)ptr)[1] = reuse_tag ^ (uintptr_t)ptr; /* free: tagged (mspan.h) */
+        if (s->elemsize >= 16) ((uintptr_t *)ptr)[1] = free_tag((uintptr_t)ptr); /* free: tagged (mspan.h) */
         free_to_span(c, s, (uintptr_t)ptr);
         return;
     }
@@ -242,7 +241,7 @@ void mcache_free_local(mcache *c, mspan *s, void *ptr) {
     void **p = ptr;
     k->reuse[reuse_depth(k)] = p;
     reuse_word_set(k, k->reuse_word + REUSE_PUSH);
-    p[1] = (void *)(reuse_tag ^ (uintptr_t)p);
+    p[1] = (void *)free_tag((uintptr_t)p);
 }
 
 void mcache_free_overflow(mcache *c, mspan *s, void *ptr) {

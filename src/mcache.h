@@ -176,14 +176,21 @@ void mcache_free_overflow(mcache *c, mspan *s, void *p);
 bool mcache_reuse_contains(mcache *c, uint8_t spc, const void *p);
 uint32_t reuse_limit_of(uint8_t spc);
 
-/* Objects on a reuse stack carry a tag in word 1 (reuse_tag ^ address), so a
- * second free of such an object is noticed (and then verified). The tag is
- * only a hint: a program that writes into freed memory erases it, and the
- * double free is then caught later or not at all, but the allocator's own
- * structures never live in freed objects. */
-HIDDEN extern uintptr_t reuse_tag;
+/* The free tag (mspan.h): word 1 of a free object of 16 bytes or more
+ * holds the object's address plus FREE_TAG_OFFSET, so a second free of
+ * such an object is noticed (and then verified). The tag depends on the
+ * address, so a program that copies a freed object's words elsewhere (a
+ * memmove over uninitialised memory, say) makes no tag at the new place;
+ * and the offset is odd and large, so the tag is never a pointer into or
+ * near the object, such as the self-links of an empty list head. One lea
+ * makes it on the free path (an xor with a random word took a load too).
+ * The tag is only a hint: a program that writes into freed memory erases
+ * it, and the double free is then caught later or not at all, but the
+ * allocator's own structures never live in freed objects. */
+#define FREE_TAG_OFFSET ((uintptr_t)(intptr_t)-0x3A5C1E5F)
+static ALWAYS_INLINE uintptr_t free_tag(uintptr_t p) { return p + FREE_TAG_OFFSET; }
 static ALWAYS_INLINE bool reuse_tagged(const void *p) {
-    return ((const uintptr_t *)p)[1] == (reuse_tag ^ (uintptr_t)p);
+    return ((const uintptr_t *)p)[1] == free_tag((uintptr_t)p);
 }
 /* File s as an owned partial or full span (or release it if empty). */
 void mcache_keep_full(mcache *c, mspan *s);

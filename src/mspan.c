@@ -129,7 +129,7 @@ static void tag_fresh(mspan *s, unsigned w) {
     if (s->elemsize >= 16) {
         for (unsigned i = s->fresh; i < end; i++) {
             uintptr_t p = s->base + (uintptr_t)i * s->elemsize;
-            ((uintptr_t *)p)[1] = reuse_tag ^ p;
+            ((uintptr_t *)p)[1] = free_tag(p);
         }
         if (unlikely(options.secure)) {
             for (unsigned i = s->fresh; i < end; i++) secure_poison(s, s->base + (uintptr_t)i * s->elemsize);
@@ -334,7 +334,7 @@ static ALWAYS_INLINE void free_remote(mspan *s, uintptr_t p, uintptr_t idx, mcac
         return;
     }
     if (secure && s->elemsize >= 16) secure_poison(s, p);
-    if (s->elemsize >= 16) ((uintptr_t *)p)[1] = reuse_tag ^ p; /* free now: tagged (mspan.h) */
+    if (s->elemsize >= 16) ((uintptr_t *)p)[1] = free_tag(p); /* free now: tagged (mspan.h) */
     uint64_t old = atomic_fetch_or_explicit(&s->bits[2 * w + 1], bit, memory_order_acq_rel);
     if (unlikely(old & bit)) {
         report_misuse(op, (void *)p, MISUSE_DOUBLE_FREE_REMOTE);

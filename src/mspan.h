@@ -18,7 +18,7 @@
  *               ones: every free slot of the window is now the cache's.
  *
  * The free tag (objects of 16 bytes or more): word 1 of a free object holds
- * reuse_tag ^ its address (mcache.h), and malloc clears it when it hands
+ * its address plus FREE_TAG_OFFSET (mcache.h), and malloc clears it when it hands
  * the object out. Invariant: every free object of index below span.fresh
  * carries the tag, wherever it is free (on a reuse stack, in a window, in
  * the allocation bitmap, freed remotely), and objects from fresh on have
@@ -30,8 +30,9 @@
  * hint in one direction only: a program that overwrites a freed object's
  * word 1 and then frees it again is caught only if the bitmaps still
  * show it free when the fast path declines; an allocated object whose
- * word 1 happens to equal its tag (a 2^-64 chance for data not copied from
- * freed memory) is reported as a double free.
+ * word 1 happens to equal its tag (its own address plus an odd constant
+ * near -1 GiB, which no pointer or copied tag is) is reported as a double
+ * free when another thread frees it.
  *
  * Ownership (a deliberate departure from Go, which frees by sweeping):
  * a small span is owned by at most one mcache (thread). The owner allocates

@@ -63,7 +63,7 @@ void secure_check_poison(const mspan *s, uintptr_t p) {
     const uint64_t *q = (const uint64_t *)p;
     size_t n = s->elemsize / 8;
     for (size_t i = 0; i < n; i++) {
-        if (i == 1 ? q[1] == (reuse_tag ^ p) : q[i] == SECURE_POISON) continue;
+        if (i == 1 ? q[1] == free_tag(p) : q[i] == SECURE_POISON) continue;
         char what[128];
         format_buf(what, sizeof what, MISUSE_WRITE_AFTER_FREE_FMT, (size_t)(i * 8), (size_t)s->elemsize);
         report_misuse("malloc", (void *)p, what);

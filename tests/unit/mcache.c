@@ -490,7 +490,7 @@ TEST(misuse_is_reported) {
 
 /* ---- The free tag (mspan.h) ---- */
 
-static int tagged(void *p) { return ((uintptr_t *)p)[1] == (reuse_tag ^ (uintptr_t)p); }
+static int tagged(void *p) { return ((uintptr_t *)p)[1] == free_tag((uintptr_t)p); }
 
 struct tag_case { void *objs[400]; mspan *span; int ok; };
 
