@@ -156,7 +156,7 @@ static bool span_shape(mspan *s) {
             (unsigned)class_to_nelems[cls]);
     REQUIRE(s->npages == class_to_npages[cls], "span %p: npages %zu for class %u", b, (size_t)s->npages, cls);
     REQUIRE(s->div_mul == class_to_divmagic[cls], "span %p: division magic", b);
-    REQUIRE(s->cache_slot == s->spanclass * sizeof(struct cache_class), "span %p: cache slot %u", b, s->cache_slot);
+    REQUIRE(s->cache_slot == cache_slot_offset(s->spanclass), "span %p: cache slot %u", b, s->cache_slot);
     REQUIRE(s->div_shift == __builtin_ctzll(s->elemsize) && s->div_inv * (s->elemsize >> s->div_shift) == 1,
             "span %p: exact-division constants", b);
     REQUIRE(s->fast_fresh == (reuse_limit_of(s->spanclass) ? s->fresh : 0u), "span %p: fast_fresh %zu, fresh %u", b,
@@ -372,7 +372,7 @@ static bool check_owned(mcache *c, mspan *s, uint8_t spc, unsigned place, uint64
 }
 
 static bool check_current(mcache *c, uint8_t spc, uint64_t *flagged) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
     mspan *s = k->alloc;
     if (s == &emptyspan) {
         REQUIRE(k->window == 0, "cache %p class %u: a window without a span", (void *)c, spc);
@@ -420,16 +420,18 @@ static bool check_current(mcache *c, uint8_t spc, uint64_t *flagged) {
 }
 
 static bool check_reuse(mcache *c, uint8_t spc) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
     unsigned cls = spanclass_sizeclass(spc);
     REQUIRE(k->elemsize == class_to_size[cls], "cache %p class %u: elemsize %u", (void *)c, spc, k->elemsize);
-    REQUIRE(k->reuse == c->reuse_stack[cls], "cache %p class %u: reuse stack pointer", (void *)c, spc);
-    uint32_t depth = reuse_depth(k);
-    REQUIRE(k->reuse_limit == reuse_limit_of(spc) && depth <= k->reuse_limit,
-            "cache %p class %u: %u on the reuse stack, limit %u", (void *)c, spc, depth, k->reuse_limit);
+    uint32_t depth = reuse_depth(k), limit = k->reuse_end / (uint32_t)sizeof(void *);
+    REQUIRE(k->reuse_end == reuse_limit_of(spc) * sizeof(void *) && depth <= limit &&
+                k->reuse_bytes % sizeof(void *) == 0,
+            "cache %p class %u: %u bytes on the reuse stack, capacity %u", (void *)c, spc, k->reuse_bytes,
+            k->reuse_end);
+    REQUIRE(!limit || (spc & 1), "cache %p class %u: a scan class with a reuse stack", (void *)c, spc);
     uintptr_t sorted[REUSE_MAX];
     for (uint32_t i = 0; i < depth; i++) {
-        uintptr_t p = (uintptr_t)k->reuse[i];
+        uintptr_t p = (uintptr_t)reuse_stack(k)[i];
         mspan *s = span_lookup(p);
         REQUIRE(s, "cache %p class %u: reuse stack holds %p, not a heap pointer", (void *)c, spc, (void *)p);
         uint64_t v = span_free_state(s);
@@ -555,7 +557,7 @@ static bool check_cache(mcache *c) {
 static bool check_empty_cache(void) {
     mcache *c = &mcache_empty;
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++)
-        REQUIRE(c->k[i].alloc == &emptyspan && !c->k[i].window && c->k[i].window_word == NO_WINDOW && !reuse_depth(&c->k[i]) &&
+        REQUIRE(cache_class_of(c, i)->alloc == &emptyspan && !cache_class_of(c, i)->window && cache_class_of(c, i)->window_word == NO_WINDOW && !reuse_depth(cache_class_of(c, i)) &&
                     !c->partial[i] && !c->full[i],
                 "mcache_empty: class %u was written", i);
     REQUIRE(!atomic_load(&c->notify) && !c->pcache.cache && !remote_any(c),

@@ -374,7 +374,7 @@ static bool object_in_use(mspan *s, uintptr_t idx) {
     unsigned w = (unsigned)(idx >> 6);
     uint64_t bit = (uint64_t)1 << (idx & 63);
     mcache *c = current_cache();
-    uint64_t window = span_owner(s) == c ? cache_window_for(&c->k[s->spanclass], s, w) : 0;
+    uint64_t window = span_owner(s) == c ? cache_window_for(cache_class_of(c, s->spanclass), s, w) : 0;
     if (!(span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit)) return false;
     void *p = (void *)span_object_at(s, (unsigned)idx);
     if (s->elemsize >= 16 && reuse_tagged(p))
@@ -398,7 +398,7 @@ static void free_checked(void *ptr, const char *op) {
              * on the reuse list, or the list is full. */
             unsigned w = (unsigned)(idx >> 6);
             uint64_t bit = (uint64_t)1 << (idx & 63);
-            uint64_t window = cache_window_for(&c->k[s->spanclass], s, w);
+            uint64_t window = cache_window_for(cache_class_of(c, s->spanclass), s, w);
             if (!(span_alloc_word(s, w) & ~(window | span_remote_word(s, w)) & bit))
                 report_misuse(op, ptr, span_remote_word(s, w) & bit ? MISUSE_DOUBLE_FREE_REMOTE : MISUSE_DOUBLE_FREE);
             else if (s->elemsize >= 16 && reuse_tagged(ptr) && mcache_reuse_contains(c, s->spanclass, ptr))
@@ -473,7 +473,7 @@ EXPORT void *gm_calloc(size_t count, size_t size) {
     if (unlikely(__builtin_mul_overflow(count, size, &n))) return malloc_failed(count, size);
     if (n > MAX_SMALL_SIZE) return malloc_large(n, true, 0);
     uint8_t spc = small_spanclass(n);
-    if (reuse_depth(&current_cache()->k[spc])) {
+    if (reuse_depth(cache_class_of(current_cache(), spc))) {
         void *p = alloc_small(spc, n); /* recycled: always dirty */
         return memset(p, 0, n);
     }

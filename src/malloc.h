@@ -58,17 +58,16 @@ static ALWAYS_INLINE unsigned small_spanclass(size_t size) {
                : malloc_size_to_spanclass128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) / LARGE_SIZE_DIV];
 }
 
-/* One object from the thread cache's slot at byte offset slot of mcache.k
- * (span class slot / 64; the size tables give offsets, so the fast path
- * needs no shift), asked for as size bytes. */
-_Static_assert(sizeof(struct cache_class) == 64, "malloc_size_to_slot* (sizeclasses.h) assume 64-byte slots");
+/* One object from the thread cache's slot at byte offset slot from the
+ * cache (cache_slot_offset; the size tables give offsets, so the fast path
+ * needs no shift), asked for as size bytes. The top of the reuse stack is
+ * reuse_bytes below the slot's start (mcache.h, struct class_block). */
 static ALWAYS_INLINE void *alloc_slot(unsigned slot, size_t size) {
-    mcache *c = current_cache();
-    struct cache_class *k = (struct cache_class *)((char *)c->k + slot);
-    uint64_t rw = k->reuse_word;
-    if (likely((uint16_t)rw != 0)) {
-        void **p = k->reuse[(uint16_t)rw - 1];
-        reuse_word_set(k, rw - 1);
+    struct cache_class *k = (struct cache_class *)((char *)current_cache() + slot);
+    uint32_t top = k->reuse_bytes;
+    if (likely(top != 0)) {
+        void **p = *(void ***)((char *)reuse_stack(k) + top - sizeof(void *));
+        reuse_word_add(k, -REUSE_POP);
         p[1] = NULL; /* drop the tag */
         return p;
     }
@@ -79,7 +78,7 @@ static ALWAYS_INLINE void *alloc_slot(unsigned slot, size_t size) {
 /* One object of span class spc (asked for as size bytes) from the thread's
  * cache. */
 static ALWAYS_INLINE void *alloc_small(unsigned spc, size_t size) {
-    return alloc_slot(spc * (unsigned)sizeof(struct cache_class), size);
+    return alloc_slot(cache_slot_offset(spc), size);
 }
 
 static ALWAYS_INLINE void *malloc_inline(size_t size) {
@@ -107,14 +106,13 @@ static ALWAYS_INLINE void free_owned(void *ptr, mcache *c, const struct free_ent
     uintptr_t p = (uintptr_t)ptr;
     if (likely(exact_index(e->base, e->div_inv, e->div_shift, p) < e->fast_fresh) &&
         likely(!reuse_tagged(ptr))) {
-        struct cache_class *k = (struct cache_class *)((char *)c->k + e->cache_slot);
-        uint64_t rw = k->reuse_word;
-        uint32_t n = (uint32_t)(rw & REUSE_DEPTH_MASK);
-        if (likely(n < k->reuse_limit)) { /* room on the stack */
+        struct cache_class *k = (struct cache_class *)((char *)c + e->cache_slot);
+        uint32_t top = k->reuse_bytes;
+        if (likely(top < k->reuse_end)) { /* room on the stack */
             void **q = ptr;
             q[1] = (void *)free_tag(p); /* free: tagged */
-            k->reuse[n] = q;
-            reuse_word_set(k, rw + REUSE_PUSH);
+            *(void **)((char *)reuse_stack(k) + top) = q;
+            reuse_word_add(k, REUSE_PUSH);
             return;
         }
         free_overflow(c, ptr);

@@ -65,7 +65,8 @@
 #include "scavenge.h"
 #include "secure.h"
 
-mcache mcache_empty = {.k = {[0 ... NUM_SPAN_CLASSES - 1] = {.alloc = &emptyspan, .window_word = NO_WINDOW}}};
+#define EMPTY_SLOT {.alloc = &emptyspan, .window_word = NO_WINDOW}
+mcache mcache_empty = {.blocks = {[0 ... NUM_SIZE_CLASSES - 1] = {.scan = EMPTY_SLOT, .noscan = EMPTY_SLOT}}};
 __thread mcache *tls_cache __attribute__((tls_model("initial-exec"))) = &mcache_empty;
 
 enum { THREAD_NEW = 0, THREAD_ACTIVE = 1, THREAD_SETUP = 2, THREAD_DEAD = 3 };
@@ -122,7 +123,7 @@ static void owned_remove(mcache *c, mspan *s) {
 
 /* s, the current span of class spc, stops being current. */
 static mspan *uncache_current(mcache *c, uint8_t spc) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
     mspan *s = k->alloc;
     if (s == &emptyspan) return NULL;
     span_uncache_window(k, s);
@@ -134,7 +135,7 @@ static mspan *uncache_current(mcache *c, uint8_t spc) {
 /* Absorb the remote frees of s, owned by c (its window, if current, claims
  * some slots of its allocation bits). */
 static uint32_t absorb_owned(mcache *c, mspan *s) {
-    struct cache_class *k = &c->k[s->spanclass];
+    struct cache_class *k = cache_class_of(c, s->spanclass);
     unsigned ww = k->alloc == s ? k->window_word : NO_WINDOW;
     return span_absorb_remote(s, ww, cache_window_for(k, s, ww));
 }
@@ -216,36 +217,38 @@ static void free_to_span(mcache *c, mspan *s, uintptr_t p) {
 
 /* Give the oldest `count` objects of a reuse stack back to their spans. */
 static void flush_reuse(mcache *c, uint8_t spc, uint32_t count) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
     uint32_t depth = reuse_depth(k);
     if (count > depth) count = depth;
+    void **stack = reuse_stack(k);
     for (uint32_t i = 0; i < count; i++) {
-        void **p = k->reuse[i]; /* stays tagged: free (mspan.h) */
+        void **p = stack[i]; /* stays tagged: free (mspan.h) */
         free_to_span(c, span_lookup((uintptr_t)p), (uintptr_t)p);
     }
-    reuse_word_set(k, k->reuse_word - count);
+    reuse_word_set(k, k->reuse_word - count * REUSE_POP);
     stat_add(&c->counts[spc].nflushed, count);
-    memmove(k->reuse, k->reuse + count, (depth - count) * sizeof(void *));
+    memmove(stack, stack + count, (depth - count) * sizeof(void *));
 }
 
 void mcache_free_local(mcache *c, mspan *s, void *ptr) {
-    struct cache_class *k = &c->k[s->spanclass];
-    if (!k->reuse_limit) {
+    struct cache_class *k = cache_class_of(c, s->spanclass);
+    if (!k->reuse_end) {
         stat_add(&c->counts[s->spanclass].nfree, 1);
         if (unlikely(options.secure) && s->elemsize >= 16) secure_poison(s, (uintptr_t)ptr);
         if (s->elemsize >= 16) ((uintptr_t *)ptr)[1] = free_tag((uintptr_t)ptr); /* free: tagged (mspan.h) */
         free_to_span(c, s, (uintptr_t)ptr);
         return;
     }
-    if (reuse_depth(k) >= k->reuse_limit) flush_reuse(c, s->spanclass, k->reuse_limit / 2 ? k->reuse_limit / 2 : 1);
+    uint32_t limit = k->reuse_end / sizeof(void *);
+    if (reuse_depth(k) >= limit) flush_reuse(c, s->spanclass, limit / 2 ? limit / 2 : 1);
     void **p = ptr;
-    k->reuse[reuse_depth(k)] = p;
-    reuse_word_set(k, k->reuse_word + REUSE_PUSH);
+    reuse_stack(k)[reuse_depth(k)] = p;
+    reuse_word_add(k, REUSE_PUSH);
     p[1] = (void *)free_tag((uintptr_t)p);
 }
 
 void mcache_free_overflow(mcache *c, mspan *s, void *ptr) {
-    if (!c->k[s->spanclass].reuse_limit) {
+    if (!cache_class_of(c, s->spanclass)->reuse_end) {
         free_slow(ptr); /* no tag to trust: the bitmaps decide */
         return;
     }
@@ -253,9 +256,10 @@ void mcache_free_overflow(mcache *c, mspan *s, void *ptr) {
 }
 
 bool mcache_reuse_contains(mcache *c, uint8_t spc, const void *p) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
+    void **stack = reuse_stack(k);
     for (uint32_t i = 0, n = reuse_depth(k); i < n; i++)
-        if (k->reuse[i] == p) return true;
+        if (stack[i] == p) return true;
     return false;
 }
 
@@ -363,7 +367,7 @@ uint32_t mcache_remote_pending_for(mspan *s) {
  * current span, a rescan of it, an owned partial span, or a span from
  * mcentral). Returns false when the heap cannot grow. */
 static bool refill(mcache *c, uint8_t spc) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
     mspan *s = k->alloc;
     if (s != &emptyspan) {
         if (span_next_window(k, s)) return true;
@@ -387,10 +391,10 @@ static bool refill(mcache *c, uint8_t spc) {
 }
 
 static void *cache_alloc(mcache *c, uint8_t spc) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
     if (reuse_depth(k)) {
-        void **p = k->reuse[reuse_depth(k) - 1];
-        reuse_word_set(k, k->reuse_word - 1);
+        void **p = reuse_stack(k)[reuse_depth(k) - 1];
+        reuse_word_add(k, -REUSE_POP);
         p[1] = NULL;
         return p;
     }
@@ -422,7 +426,9 @@ void *mcache_alloc_slow(uint8_t spc, size_t size) {
 }
 
 void *mcache_alloc_slot_slow(size_t size, struct cache_class *k) {
-    return mcache_alloc_slow((uint8_t)(k - tls_cache->k), size);
+    unsigned off = (unsigned)((char *)k - (char *)tls_cache);
+    return mcache_alloc_slow((uint8_t)(off / CLASS_BLOCK_BYTES * 2 + (off % CLASS_BLOCK_BYTES == NOSCAN_SLOT_OFFSET)),
+                             size);
 }
 
 /* ---- Threads ----------------------------------------------------------- */
@@ -431,12 +437,12 @@ static mcache *new_cache(bool is_fallback) {
     mcache *c = fixalloc_alloc(&mheap_.cachealloc);
     if (!c) return NULL;
     for (unsigned i = 0; i < NUM_SPAN_CLASSES; i++) {
-        c->k[i].alloc = &emptyspan;
-        c->k[i].elemsize = class_to_size[spanclass_sizeclass((uint8_t)i)];
-        c->k[i].reuse = c->reuse_stack[spanclass_sizeclass((uint8_t)i)];
-        c->k[i].reuse_limit = reuse_limit_of((uint8_t)i);
-        c->k[i].tag_off = c->k[i].elemsize >= 16 ? 8 : 0;
-        c->k[i].window_word = NO_WINDOW;
+        struct cache_class *k = cache_class_of(c, i);
+        k->alloc = &emptyspan;
+        k->elemsize = class_to_size[spanclass_sizeclass((uint8_t)i)];
+        k->reuse_end = reuse_limit_of((uint8_t)i) * (uint32_t)sizeof(void *);
+        k->tag_off = k->elemsize >= 16 ? 8 : 0;
+        k->window_word = NO_WINDOW;
     }
     clear_remote(c);
     c->fallback = is_fallback;
@@ -452,14 +458,14 @@ static mcache *new_cache(bool is_fallback) {
 /* Objects of span class spc handed out and freed by c's thread (see struct
  * cache_class; relaxed reads, exact when the thread is quiet). */
 static uint64_t class_mallocs(mcache *c, uint8_t spc) {
-    struct cache_class *k = &c->k[spc];
+    struct cache_class *k = cache_class_of(c, spc);
     uint64_t rw = __atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED);
     return __atomic_load_n(&k->nmalloc, __ATOMIC_RELAXED) + (rw >> REUSE_DEPTH_BITS) -
-           __atomic_load_n(&c->counts[spc].nflushed, __ATOMIC_RELAXED) - (rw & REUSE_DEPTH_MASK);
+           __atomic_load_n(&c->counts[spc].nflushed, __ATOMIC_RELAXED) - (rw & REUSE_DEPTH_MASK) / sizeof(void *);
 }
 
 static uint64_t class_frees(mcache *c, uint8_t spc) {
-    return reuse_pushes(&c->k[spc]) +
+    return reuse_pushes(cache_class_of(c, spc)) +
            __atomic_load_n(&c->counts[spc].nfree, __ATOMIC_RELAXED);
 }
 
@@ -479,7 +485,7 @@ static void delete_cache(mcache *c) {
     /* Nothing may still belong to the cache: an owned span left behind would
      * look owned by whichever thread gets this record next. */
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
-        if (c->k[spc].alloc != &emptyspan || c->partial[spc] || c->full[spc] || reuse_depth(&c->k[spc]))
+        if (cache_class_of(c, spc)->alloc != &emptyspan || c->partial[spc] || c->full[spc] || reuse_depth(cache_class_of(c, spc)))
             throw("cache %p deleted with spans of class %u left", (void *)c, spc);
     if (atomic_load(&c->notify)) throw("cache %p deleted with a pending notify stack", (void *)c);
     lock(&list_lock);
@@ -672,7 +678,7 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5
         /* Slots still free in the current windows were counted as allocated
          * when the windows were loaded (racy read: exact at quiescence). */
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-            unsigned k = (unsigned)__builtin_popcountll(__atomic_load_n(&c->k[spc].window, __ATOMIC_RELAXED));
+            unsigned k = (unsigned)__builtin_popcountll(__atomic_load_n(&cache_class_of(c, spc)->window, __ATOMIC_RELAXED));
             struct class_stats *o = &out[spanclass_sizeclass((uint8_t)spc)];
             o->nmalloc = o->nmalloc >= k ? o->nmalloc - k : 0;
         }
@@ -732,10 +738,10 @@ static bool survivor(mcache *c) { return c == tls_cache || c == fallback; }
 
 static void fork_free_reuse(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-        struct cache_class *k = &c->k[spc];
+        struct cache_class *k = cache_class_of(c, spc);
         uint32_t n = reuse_depth(k) < REUSE_MAX ? reuse_depth(k) : REUSE_MAX;
         for (uint32_t i = 0; i < n; i++) {
-            void **p = k->reuse[i];
+            void **p = reuse_stack(k)[i];
             mspan *s = span_lookup((uintptr_t)p);
             if (!s || span_owner(s) != c || fs_state(span_free_state(s)) != SPAN_CACHED || !s->elemsize ||
                 (uintptr_t)p < s->base || (uintptr_t)p >= s->limit || ((uintptr_t)p - s->base) % s->elemsize ||
@@ -780,7 +786,7 @@ static void fork_fix_span(mspan *s, void *arg) {
         }
         return;
     }
-    struct cache_class *k = &o->k[s->spanclass];
+    struct cache_class *k = cache_class_of(o, s->spanclass);
     span_uncache_window(k, s); /* if it is k's current span */
     mcentral_fork_orphan(s);
 }
@@ -813,7 +819,7 @@ static void fork_balance_stats(void) {
     for (mcache *c = all_caches; c; c = c->next)
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
             t.objs[spanclass_sizeclass((uint8_t)spc)] -=
-                (uint64_t)__builtin_popcountll(c->k[spc].window) + reuse_depth(&c->k[spc]);
+                (uint64_t)__builtin_popcountll(cache_class_of(c, spc)->window) + reuse_depth(cache_class_of(c, spc));
     uint64_t large[5];
     uint32_t n;
     mcache_sum_stats(have, large, &n, true);
@@ -857,9 +863,9 @@ void mcache_fork_child(void) {
             }
         if (!victim) break;
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-            victim->k[spc].alloc = &emptyspan;
-            victim->k[spc].window = 0;
-            victim->k[spc].window_word = NO_WINDOW;
+            cache_class_of(victim, spc)->alloc = &emptyspan;
+            cache_class_of(victim, spc)->window = 0;
+            cache_class_of(victim, spc)->window_word = NO_WINDOW;
             victim->partial[spc] = victim->full[spc] = NULL;
         }
         atomic_store_explicit(&victim->notify, NULL, memory_order_relaxed);

@@ -19,47 +19,94 @@ struct class_stats {
 /* Everything the fast paths touch for one span class, in one cache line.
  * Owner only; the counters are read (relaxed) by statistics readers. */
 #define REUSE_MAX 64
+#define REUSE_STACK_BYTES (REUSE_MAX * sizeof(void *))
 
 #define NO_WINDOW 0xffff
 
 /* Counters: objects handed out = nmalloc + pushes - nflushed - depth (what
  * went onto the reuse stack and did not leave it by a flush was popped by
  * malloc, so the pop path counts nothing); objects freed = pushes + nfree
- * (mcache.counts). The reuse stack's depth and its push count share one
- * word, so that a push is one add (REUSE_PUSH) and a pop one subtract. */
+ * (mcache.counts). The reuse stack's depth, in bytes, and its push count
+ * share one word, so that a push is one add to memory (REUSE_PUSH) and a
+ * pop one subtract (REUSE_POP), and the depth is also the byte offset of
+ * the top of the stack. */
 #define REUSE_DEPTH_BITS 16
 #define REUSE_DEPTH_MASK (((uint64_t)1 << REUSE_DEPTH_BITS) - 1)
-#define REUSE_PUSH (((uint64_t)1 << REUSE_DEPTH_BITS) + 1) /* depth + 1, pushes + 1 */
+#define REUSE_POP ((uint64_t)sizeof(void *))                       /* depth - 1 object */
+#define REUSE_PUSH (((uint64_t)1 << REUSE_DEPTH_BITS) + REUSE_POP) /* depth + 1, pushes + 1 */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "struct cache_class reads the low 16 bits of reuse_word as reuse_bytes"
+#endif
 struct cache_class {
     mspan *alloc;         /* the current span; never NULL (emptyspan) */
     uint64_t window;      /* free objects of its current 64-object word (1 = free):
                              Go's allocCache */
     uintptr_t window_base;/* address of the first object of that word */
-    void **reuse;         /* objects this thread freed, not yet given back to
-                             their spans: a stack (mcache.reuse_stack) */
     uint64_t nmalloc;     /* objects claimed by window loads, minus those put back */
-    uint64_t reuse_word;  /* bits 0-15: reuse stack depth; 16-63: objects
-                             ever pushed on it (frees) */
-    uint32_t reuse_limit; /* its capacity; 0 for 8-byte objects (no room for
-                             the tag word, see mcache.c) */
+    union {
+        uint64_t reuse_word;  /* bits 0-15: bytes on the reuse stack (8 per
+                                 object); 16-63: objects ever pushed on it */
+        uint16_t reuse_bytes; /* its low 16 bits, which the fast paths load */
+    };
+    uint32_t reuse_end;   /* the stack's capacity in bytes; 0 for the 8-byte
+                             class (no room for the tag word, see mcache.c) and
+                             for the scan classes */
     uint16_t elemsize;    /* object size of the class (at most 32 KiB) */
     uint16_t tag_off;     /* where malloc clears the free tag: 8 (word 1), or
                              0 for 8-byte objects, which have no tag */
     uint16_t window_word; /* the word of alloc the window covers, or NO_WINDOW */
 } __attribute__((aligned(CACHE_LINE)));
 
+/* One size class's two slots and the reuse stack of the noscan one, laid
+ * out so that the stack ends where the noscan slot starts: the fast paths
+ * find the stack at a fixed offset from the slot, with no pointer to load.
+ * (Plain malloc memory is noscan; the scan slots, kept for the GC mode,
+ * have no stack: reuse_end 0.) tools/mksizeclasses.c makes malloc's slot
+ * tables from the same two constants. */
+#define CLASS_BLOCK_BYTES 640
+#define NOSCAN_SLOT_OFFSET 576
+struct class_block {
+    struct cache_class scan;
+    void *reuse_stack[REUSE_MAX]; /* objects this thread freed, not yet given
+                                     back to their spans (mcache.c) */
+    struct cache_class noscan;
+};
+_Static_assert(sizeof(struct class_block) == CLASS_BLOCK_BYTES, "tools/mksizeclasses.c");
+_Static_assert(offsetof(struct class_block, noscan) == NOSCAN_SLOT_OFFSET, "tools/mksizeclasses.c");
+_Static_assert(offsetof(struct class_block, noscan) - offsetof(struct class_block, reuse_stack) == REUSE_STACK_BYTES,
+               "the stack ends at the noscan slot");
+
+/* Byte offset of span class spc's slot from the start of its cache (the
+ * offsets malloc's size tables hold). */
+static inline unsigned cache_slot_offset(unsigned spc) {
+    return (spc >> 1) * CLASS_BLOCK_BYTES + (spc & 1) * NOSCAN_SLOT_OFFSET;
+}
+/* A slot's reuse stack (slots with reuse_end > 0 only). */
+static ALWAYS_INLINE void **reuse_stack(struct cache_class *k) {
+    return (void **)((char *)k - REUSE_STACK_BYTES);
+}
+
 _Static_assert(sizeof(struct cache_class) == CACHE_LINE, "one cache line per class");
 
 /* The reuse stack's depth and push count (owner; statistics readers load
  * the word relaxed). */
 static ALWAYS_INLINE uint32_t reuse_depth(const struct cache_class *k) {
-    return (uint32_t)(__atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED) & REUSE_DEPTH_MASK);
+    return (uint32_t)(__atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED) & REUSE_DEPTH_MASK) / sizeof(void *);
 }
 static inline uint64_t reuse_pushes(const struct cache_class *k) {
     return __atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED) >> REUSE_DEPTH_BITS;
 }
 static ALWAYS_INLINE void reuse_word_set(struct cache_class *k, uint64_t v) {
     __atomic_store_n(&k->reuse_word, v, __ATOMIC_RELAXED);
+}
+/* Add v to the word (the owner: one add to memory on x86-64, which a
+ * statistics reader sees whole; elsewhere a relaxed load and store). */
+static ALWAYS_INLINE void reuse_word_add(struct cache_class *k, uint64_t v) {
+#if defined(__x86_64__)
+    __asm__("addq %1, %0" : "+m"(k->reuse_word) : "er"(v));
+#else
+    reuse_word_set(k, __atomic_load_n(&k->reuse_word, __ATOMIC_RELAXED) + v);
+#endif
 }
 
 /* Hand out the next object of k's window (not empty): clear its free tag. */
@@ -104,8 +151,9 @@ static inline uint32_t remote_limit(const mspan *s) {
 #define REMOTE_FLUSH_EVERY 64
 
 struct mcache {
-    /* Fast path, per span class. */
-    struct cache_class k[NUM_SPAN_CLASSES];
+    /* Fast path: per size class, its two slots and the reuse stack. First,
+     * so that cache_slot_offset is an offset from the cache. */
+    struct class_block blocks[NUM_SIZE_CLASSES];
 
     /* Spans this thread owns besides the current ones (doubly linked). */
     mspan *partial[NUM_SPAN_CLASSES]; /* have free objects */
@@ -145,10 +193,13 @@ struct mcache {
 
     mcache *next, *prev; /* every live cache (cache list lock) */
     bool fallback;       /* the shared cache of threads without one */
-
-    /* The reuse stacks, per size class (owner only). */
-    void *reuse_stack[NUM_SIZE_CLASSES][REUSE_MAX];
 };
+_Static_assert(offsetof(struct mcache, blocks) == 0, "cache_slot_offset counts from the cache");
+
+/* Span class spc's slot in cache c. */
+static ALWAYS_INLINE struct cache_class *cache_class_of(mcache *c, unsigned spc) {
+    return (struct cache_class *)((char *)c + cache_slot_offset(spc));
+}
 
 /* The cache of every thread that has none yet (or no more): all slots point
  * to emptyspan, so the first allocation falls into the slow path. */

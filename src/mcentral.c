@@ -104,7 +104,7 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
         while (!cas_state(s, &v, SPAN_CACHED, true)) {
         }
         unlock(&mc->lock);
-        if (span_rescan(&c->k[spc], s)) return s;
+        if (span_rescan(cache_class_of(c, spc), s)) return s;
         /* Every object is still in use (its free was a double free that
          * the absorb rejected): keep it as an owned full span. */
         mcache_keep_full(c, s);
@@ -115,7 +115,7 @@ mspan *mcentral_cache_span(uint8_t spc, mcache *c) {
     span_set_owner(s, c);
     uint64_t v = span_free_state(s);
     atomic_store_explicit(&s->free_state, fs_with_state(v, SPAN_CACHED), memory_order_release);
-    span_first_window(&c->k[spc], s);
+    span_first_window(cache_class_of(c, spc), s);
     return s;
 }
 

@@ -150,7 +150,7 @@ struct mspan {
     uint16_t fresh;            /* objects from here on were never handed out and
                                   carry no tag (see the header comment); owner */
     uint16_t cache_slot;       /* byte offset of the span class's slot in
-                                  mcache.k (spanclass * 64) */
+                                  its cache (cache_slot_offset) */
 
     /* Interleaved bitmaps: bits[2w] allocation word w, bits[2w+1] remote-free
      * word w. Sized by the record kind (mheap.c). */

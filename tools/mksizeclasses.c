@@ -134,10 +134,14 @@ static int go128(int i) { return class_for(small_size_max + i * large_size_div, 
 static int malloc8(int i) { return class_for(i * small_size_div > 16 ? i * small_size_div : 16, 1) << 1 | 1; }
 static int malloc128(int i) { return class_for(small_size_max + i * large_size_div, 1) << 1 | 1; }
 /* The same, as the byte offset of the span class's slot in the thread cache
- * (mcache.k[], one 64-byte line per span class; src/malloc.h checks the
- * size): the fast path then adds it to the cache address with no shift. */
-static int slot8(int i) { return malloc8(i) * 64; }
-static int slot128(int i) { return malloc128(i) * 64; }
+ * (src/mcache.h, cache_slot_offset: per size class a 640-byte block, its
+ * noscan slot at 576; static asserts there keep the two in step): the fast
+ * path then adds it to the cache address with no shift. */
+#define CLASS_BLOCK_BYTES 640
+#define NOSCAN_SLOT_OFFSET 576
+static int slot_offset(int spc) { return (spc >> 1) * CLASS_BLOCK_BYTES + (spc & 1) * NOSCAN_SLOT_OFFSET; }
+static int slot8(int i) { return slot_offset(malloc8(i)); }
+static int slot128(int i) { return slot_offset(malloc128(i)); }
 /* slot8 indexed by the size itself (0..1024): malloc's fast path then needs
  * no rounding add and no shift, for a 2 KiB table instead of 258 bytes. */
 static int slot1(int size) { return slot8((size + small_size_div - 1) / small_size_div); }

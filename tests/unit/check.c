@@ -263,9 +263,9 @@ static void c_arena_index(void) {
 }
 static void c_pages_inuse(void) { atomic_fetch_add(&mheap_.pages_inuse, 1); }
 static void c_reuse_dup(void) {
-    struct cache_class *k = &current_cache()->k[small_spc];
-    k->reuse[reuse_depth(k)] = k->reuse[reuse_depth(k) - 1];
-    reuse_word_set(k, k->reuse_word + 1);
+    struct cache_class *k = cache_class_of(current_cache(), small_spc);
+    reuse_stack(k)[reuse_depth(k)] = reuse_stack(k)[reuse_depth(k) - 1];
+    reuse_word_add(k, REUSE_PUSH);
 }
 static void c_large_size(void) { span_lookup((uintptr_t)large_obj)->elemsize += PAGE_SIZE; }
 static void c_class(void) {

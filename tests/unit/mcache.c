@@ -87,7 +87,7 @@ TEST(local_frees_reuse_list_then_bitmap) {
     uint8_t spc = small_spanclass(size);
     size_t n = class_to_nelems[spanclass_sizeclass(spc)];
     gm_free(gm_malloc(size)); /* this thread has a cache from here on */
-    uint32_t limit = current_cache()->k[spc].reuse_limit;
+    uint32_t limit = cache_class_of(current_cache(), spc)->reuse_end / (uint32_t)sizeof(void *);
     CHECK(limit > 0 && limit < n);
     static void *p[4096];
     /* take whatever is left of the current span, then a whole fresh one */
@@ -103,21 +103,21 @@ TEST(local_frees_reuse_list_then_bitmap) {
     size_t start = k;
     for (size_t i = 1; i < n; i++) p[start + i] = gm_malloc(size);
     for (size_t i = 0; i < n; i++) CHECK(span_of_ptr(p[start + i]) == s);
-    CHECK(current_cache()->k[spc].window == 0);
+    CHECK(cache_class_of(current_cache(), spc)->window == 0);
     /* a few frees go on the reuse list and come back last-in, first-out */
-    size_t before = reuse_depth(&current_cache()->k[spc]);
+    size_t before = reuse_depth(cache_class_of(current_cache(), spc));
     CHECK(before == 0);
     for (size_t i = 0; i < 9; i += 3) gm_free(p[start + i]);
-    CHECK(reuse_depth(&current_cache()->k[spc]) == 3);
+    CHECK(reuse_depth(cache_class_of(current_cache(), spc)) == 3);
     for (int i = 6; i >= 0; i -= 3) {
         void *q = gm_malloc(size);
         CHECKF(q == p[start + (size_t)i], "reuse: got %p want %p", q, p[start + (size_t)i]);
     }
-    CHECK(reuse_depth(&current_cache()->k[spc]) == 0);
+    CHECK(reuse_depth(cache_class_of(current_cache(), spc)) == 0);
     /* past the list's capacity, objects go back to the span's bitmap and
      * are found again, in address order, when the span is rescanned */
     for (size_t i = 0; i < n; i++) gm_free(p[start + i]);
-    size_t on_list = reuse_depth(&current_cache()->k[spc]);
+    size_t on_list = reuse_depth(cache_class_of(current_cache(), spc));
     CHECKF(on_list >= 1 && on_list <= limit, "%zu on the list", on_list);
     size_t in_bitmap = n - on_list;
     for (size_t i = 0; i < on_list; i++) {
@@ -521,7 +521,7 @@ static void *tag_thread(void *arg) {
     }
     CHECKR(s->fresh == s->nelems || s->fresh >= 160, "fresh %u", s->fresh);
     for (unsigned i = 0; i < 150; i++) gm_free(t->objs[i]);
-    struct cache_class *k = &current_cache()->k[s->spanclass];
+    struct cache_class *k = cache_class_of(current_cache(), s->spanclass);
     CHECKR(reuse_depth(k) < 150, "nothing was flushed to the bitmap (%u on the stack)", reuse_depth(k));
     for (unsigned i = 0; i < 150; i++) CHECKR(tagged(t->objs[i]), "freed object %u untagged", i);
     /* a remote free tags too */
@@ -546,7 +546,7 @@ static void double_free_after_flush(void *arg) {
 static mspan *span_with_fresh_slots(void) {
     for (int i = 0; i < 100000; i++) {
         mspan *s = span_lookup((uintptr_t)gm_malloc(48));
-        struct cache_class *k = &current_cache()->k[s->spanclass];
+        struct cache_class *k = cache_class_of(current_cache(), s->spanclass);
         if (s->fresh < s->nelems && k->alloc == s && __builtin_popcountll(k->window) >= 2) return s;
     }
     _exit(7);
@@ -561,7 +561,7 @@ static void free_never_handed_out(void *arg) {
 static void free_window_object(void *arg) {
     (void)arg;
     mspan *s = span_with_fresh_slots();
-    struct cache_class *k = &current_cache()->k[s->spanclass];
+    struct cache_class *k = cache_class_of(current_cache(), s->spanclass);
     unsigned top = 63 - (unsigned)__builtin_clzll(k->window); /* in the window: free, tagged */
     gm_free((void *)(k->window_base + top * s->elemsize));
 }

@@ -60,7 +60,7 @@ TEST(exact_index_only_at_object_starts) {
     for (unsigned c = 1; c < NUM_SIZE_CLASSES; c++) {
         span_init_small(s, make_spanclass(c, 1), base, class_to_npages[c], false);
         unsigned size = class_to_size[c], span = class_to_npages[c] * PAGE_SIZE;
-        CHECKF(s->cache_slot == make_spanclass(c, 1) * 64, "class %u: cache slot %u", c, s->cache_slot);
+        CHECKF(s->cache_slot == cache_slot_offset(make_spanclass(c, 1)), "class %u: cache slot %u", c, s->cache_slot);
         for (unsigned off = 0; off < span; off++) {
             uint64_t idx = span_exact_index(s, base + off);
             if (off % size == 0)
@@ -76,16 +76,24 @@ TEST(exact_index_only_at_object_starts) {
     }
 }
 
-/* malloc's slot tables are its span-class tables times the slot size (up
- * to 1024 bytes indexed by the size itself). */
+/* malloc's slot tables are its span-class tables mapped to slot offsets in
+ * the cache (up to 1024 bytes indexed by the size itself), and each offset
+ * is where the cache really has that slot. */
 TEST(slot_tables_match_spanclass_tables) {
-    for (unsigned size = 0; size <= SMALL_SIZE_MAX; size++)
-        CHECKF(malloc_size_to_slot1[size] ==
-                   malloc_size_to_spanclass8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV] * sizeof(struct cache_class),
-               "slot1[%u]", size);
-    for (unsigned i = 0; i <= (MAX_SMALL_SIZE - SMALL_SIZE_MAX) / LARGE_SIZE_DIV; i++)
-        CHECKF(malloc_size_to_slot128[i] == malloc_size_to_spanclass128[i] * sizeof(struct cache_class),
-               "slot128[%u]", i);
+    mcache *c = current_cache();
+    for (unsigned size = 0; size <= SMALL_SIZE_MAX; size++) {
+        unsigned spc = malloc_size_to_spanclass8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV];
+        CHECKF(malloc_size_to_slot1[size] == cache_slot_offset(spc), "slot1[%u]", size);
+        CHECKF((char *)c + malloc_size_to_slot1[size] == (char *)&c->blocks[spc >> 1].noscan, "slot1[%u]", size);
+    }
+    for (unsigned i = 0; i <= (MAX_SMALL_SIZE - SMALL_SIZE_MAX) / LARGE_SIZE_DIV; i++) {
+        unsigned spc = malloc_size_to_spanclass128[i];
+        CHECKF(malloc_size_to_slot128[i] == cache_slot_offset(spc), "slot128[%u]", i);
+        CHECKF((char *)c + malloc_size_to_slot128[i] == (char *)&c->blocks[spc >> 1].noscan, "slot128[%u]", i);
+    }
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
+        CHECKF(cache_class_of(c, spc) == (spc & 1 ? &c->blocks[spc >> 1].noscan : &c->blocks[spc >> 1].scan),
+               "span class %u", spc);
 }
 
 TEST(division_magic_exact) {
