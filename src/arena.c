@@ -47,6 +47,7 @@
 #include "secure.h"
 
 heap_arena *_Atomic arena_index[ARENA_INDEX_LEN] __attribute__((visibility("hidden")));
+struct free_map_index free_maps;
 heap_arena *_Atomic all_arenas;
 
 #define NUM_HINTS 64
@@ -83,6 +84,10 @@ static heap_arena *arena_create(uintptr_t base) {
     for (unsigned i = 0; i < CHUNKS_PER_ARENA; i++) memset(ha->chunks[i].alloc, 0xff, sizeof ha->chunks[i].alloc);
     ha->next = atomic_load_explicit(&all_arenas, memory_order_relaxed);
     atomic_store_explicit(&all_arenas, ha, memory_order_release);
+    /* The free-map offset first: a thread that finds the arena in the
+     * index may own a span in it at once, and its frees use the offset. */
+    __atomic_store_n(&free_maps.offset[base >> ARENA_SHIFT], (uintptr_t)ha->free_map - (uintptr_t)&free_maps,
+                     __ATOMIC_RELEASE);
     atomic_store_explicit(&arena_index[base >> ARENA_SHIFT], ha, memory_order_release);
     return ha;
 }
@@ -188,15 +193,15 @@ void arena_set_spans(uintptr_t base, uintptr_t npages, mspan *s) {
     }
 }
 
-uintptr_t arena_fork_clear_free_map(bool (*keep)(mcache *)) {
+uintptr_t arena_fork_clear_free_map(bool (*keep)(uintptr_t owner_id)) {
     uintptr_t cleared = 0;
     for (heap_arena *ha = atomic_load_explicit(&all_arenas, memory_order_relaxed); ha; ha = ha->next)
         for (unsigned j = 0; j < CHUNKS_PER_ARENA; j++) {
             if (!(ha->grown >> j & 1)) continue; /* no span was ever there */
             for (unsigned i = j * CHUNK_PAGES; i < (j + 1) * CHUNK_PAGES; i++) {
-                mcache *o = atomic_load_explicit(&ha->free_map[i].owner, memory_order_relaxed);
+                uintptr_t o = atomic_load_explicit(&ha->free_map[i].owner, memory_order_relaxed);
                 if (o && !keep(o)) {
-                    atomic_store_explicit(&ha->free_map[i].owner, NULL, memory_order_relaxed);
+                    atomic_store_explicit(&ha->free_map[i].owner, 0, memory_order_relaxed);
                     cleared++;
                 }
             }

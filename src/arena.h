@@ -18,23 +18,51 @@
  * path needs from the small span holding the page while a thread cache
  * owns that span, so that free reads one entry, two to a cache line, and
  * not the span record (whose free-path line, one per span, is what kept
- * missing the cache). owner is NULL on every other page. Only the owner
- * reads the other fields, and only while owner names it: the owner writes
- * them, then owner, when it takes the span, and clears owner when it gives
- * the span up (mspan.c, span_set_owner); so an owner never meets its own
- * name on a page it does not own, and another thread only ever compares
- * owner with its own cache and goes to the span record. */
+ * missing the cache). owner is 0 on every other page.
+ *
+ * owner is the owning cache's thread id (mcache.owner_id: its thread's
+ * thread pointer, which free reads in one instruction; the shared fallback
+ * cache has an id no thread has). Only the owner reads the other fields,
+ * and only while owner names it: the owner writes them, then owner, when
+ * it takes the span, and clears owner when it gives the span up (mspan.c,
+ * span_set_owner), which a thread's cache does for all its spans before
+ * the thread exits; so a thread never meets its own id on a page it does
+ * not own, and another thread only ever compares owner with its own id and
+ * goes to the span record. */
 #define FREE_ENTRY_SHIFT 5 /* log2 sizeof(struct free_entry) */
 struct free_entry {
-    mcache *_Atomic owner;
-    uintptr_t base;      /* the span's: see span_exact_index */
-    uint64_t div_inv;
-    uint32_t fast_fresh;
-    uint16_t cache_slot;
-    uint8_t div_shift;
-    uint8_t unused;
+    _Atomic uintptr_t owner;
+    struct cache_class *slot; /* the owner's cache slot for the span's class */
+    uint32_t base;            /* the span's base, low 32 bits (free_index) */
+    uint32_t mult;            /* free_index's multiplier for the class */
+    uint32_t fast_fresh;      /* the span's */
+    uint8_t spanclass;
+    uint8_t unused[3];
 };
 _Static_assert(sizeof(struct free_entry) == (size_t)1 << FREE_ENTRY_SHIFT, "two free-map entries per cache line");
+
+/* The index of the object that starts at p, if p is an object start in the
+ * span of entry e's page (and p < 2^HEAP_ADDR_BITS, which puts p's page in
+ * that span); otherwise a number of at least the span's object count. In
+ * 32-bit arithmetic: with elemsize = odd * 2^k, mult is the inverse of odd
+ * modulo 2^32 times 2^(15 - k), so an object start i * elemsize becomes
+ * exactly i * 2^15, and rotating right by 15 gives i; an offset x with
+ * other low bits keeps them, and the rotation moves them to the top. If
+ * the result is some j below 2^17, then x = j * elemsize modulo 2^(17 + k),
+ * so x is an object start or j * elemsize is at least 2^(17 + k), which is
+ * at least the span's size (every small span, at most 80 KiB, is within
+ * 2^20: tests/unit/sizeclass.c checks each class). So one multiply and one
+ * compare against fast_fresh check "object start" and "handed out"
+ * together, with no shift count to load (span_exact_index, the slow paths'
+ * test, rotates by k and works in 64 bits for any p). */
+#define FREE_INDEX_ROTATE 15
+static ALWAYS_INLINE uint32_t free_index(uint32_t base, uint32_t mult, uintptr_t p) {
+    uint32_t v = ((uint32_t)p - base) * mult;
+    return (v >> FREE_INDEX_ROTATE) | (v << (32 - FREE_INDEX_ROTATE));
+}
+static inline uint32_t free_index_mult(uint64_t div_inv, unsigned div_shift) {
+    return (uint32_t)div_inv << (FREE_INDEX_ROTATE - div_shift);
+}
 
 struct heap_arena {
     /* Page -> free-path copy of an owned small span (struct free_entry).
@@ -91,14 +119,35 @@ static ALWAYS_INLINE mspan *span_lookup_masked(uintptr_t p) {
     return arena_span_of(ha, p);
 }
 
-/* The free-map entry of p's page in ha, p's arena (p modulo
- * 2^HEAP_ADDR_BITS, as span_lookup_masked). */
-static ALWAYS_INLINE const struct free_entry *free_entry_of(const heap_arena *ha, uintptr_t p) {
-    /* &ha->free_map[page index], the index's shift folded into one */
-    uintptr_t off = (p >> (PAGE_SHIFT - FREE_ENTRY_SHIFT)) & ((PAGES_PER_ARENA - 1) << FREE_ENTRY_SHIFT);
-    return (const struct free_entry *)((const char *)ha->free_map + off);
+/* Where free finds the free-map entry of any address below
+ * 2^HEAP_ADDR_BITS without a branch on "is there an arena": per arena-index
+ * slot, the offset of the arena's free map from an all-zero map (none),
+ * which is also what the offset 0 of a slot without an arena gives. So an
+ * entry's address is &free_maps + offset + page offset, and an address
+ * that is not the heap's reads an entry whose owner is 0. Offsets go
+ * 0 -> arena only, under the heap lock (arena.c), like arena_index, and
+ * are read with plain loads (one add from memory on the fast path): a
+ * thread meets an arena's addresses only after it was published. */
+struct free_map_index {
+    struct free_entry none[PAGES_PER_ARENA];
+    uintptr_t offset[ARENA_INDEX_LEN];
+};
+HIDDEN extern struct free_map_index free_maps;
+
+/* The byte offset from free_maps of the free-map entry of p's page (p below
+ * 2^HEAP_ADDR_BITS); maps is &free_maps (the fast path holds it in a
+ * register, see free_inline). */
+static ALWAYS_INLINE uintptr_t free_entry_offset(const char *maps, uintptr_t p) {
+    /* page index * entry size, the index's shift folded into one */
+    uintptr_t page = (p >> (PAGE_SHIFT - FREE_ENTRY_SHIFT)) & ((PAGES_PER_ARENA - 1) << FREE_ENTRY_SHIFT);
+    return page + ((const uintptr_t *)(maps + offsetof(struct free_map_index, offset)))[p >> ARENA_SHIFT];
 }
-static ALWAYS_INLINE mcache *free_entry_owner(const struct free_entry *e) {
+/* The free-map entry of p's page (p below 2^HEAP_ADDR_BITS); one of none
+ * if p is in no arena. */
+static ALWAYS_INLINE struct free_entry *free_entry_of(uintptr_t p) {
+    return (struct free_entry *)((char *)&free_maps + free_entry_offset((const char *)&free_maps, p));
+}
+static ALWAYS_INLINE uintptr_t free_entry_owner(const struct free_entry *e) {
     return atomic_load_explicit(&((struct free_entry *)e)->owner, memory_order_relaxed);
 }
 
@@ -127,7 +176,7 @@ void arena_set_spans(uintptr_t base, uintptr_t npages, mspan *s);
 /* Fork child: clear every free-map entry whose owner keep rejects (a dead
  * thread may have been between writing a span's entries and its owner
  * field when the parent forked). Returns how many it cleared. */
-uintptr_t arena_fork_clear_free_map(bool (*keep)(mcache *));
+uintptr_t arena_fork_clear_free_map(bool (*keep)(uintptr_t owner_id));
 
 /* Does [base, base+npages) need zeroing before use (Go: allocNeedsZero)?
  * Raises the arenas' zeroed_base marks. */

@@ -628,17 +628,19 @@ static bool check_page_caches(void) {
     return true;
 }
 
-/* The free-map entry of page addr (arena ha) against s, the live span
- * holding the page (NULL: none): the owner copied, and while there is
- * one, what the free fast path reads (arena.h, struct free_entry). */
-static bool free_entry_matches(const heap_arena *ha, uintptr_t addr, mspan *s) {
-    const struct free_entry *e = free_entry_of(ha, addr);
+/* The free-map entry of page addr against s, the live span holding the
+ * page (NULL: none): the owner's id copied, and while there is one, what
+ * the free fast path reads (arena.h, struct free_entry). */
+static bool free_entry_matches(uintptr_t addr, mspan *s) {
+    const struct free_entry *e = free_entry_of(addr);
     mcache *o = s ? span_owner(s) : NULL;
-    REQUIRE(free_entry_owner(e) == o, "page %p: free map names owner %p, its span %p has %p", (void *)addr,
-            (void *)free_entry_owner(e), s ? (void *)s->base : NULL, (void *)o);
+    REQUIRE(free_entry_owner(e) == (o ? o->owner_id : 0), "page %p: free map names owner %#zx, its span %p has %p (%#zx)",
+            (void *)addr, (size_t)free_entry_owner(e), s ? (void *)s->base : NULL, (void *)o,
+            (size_t)(o ? o->owner_id : 0));
     if (o)
-        REQUIRE(e->base == s->base && e->div_inv == s->div_inv && e->div_shift == s->div_shift &&
-                    e->cache_slot == s->cache_slot && e->fast_fresh == s->fast_fresh,
+        REQUIRE(e->base == (uint32_t)s->base && e->mult == free_index_mult(s->div_inv, s->div_shift) &&
+                    e->slot == cache_class_of(o, s->spanclass) && e->spanclass == s->spanclass &&
+                    e->fast_fresh == s->fast_fresh,
                 "page %p: free-map entry differs from span %p (fast_fresh %u vs %zu)", (void *)addr,
                 (void *)s->base, e->fast_fresh, (size_t)s->fast_fresh);
     return true;
@@ -678,7 +680,7 @@ static bool walk_pages(void) {
                                             fs_state(span_free_state(s)) != SPAN_DEAD
                                         ? s
                                         : NULL;
-                    if (!free_entry_matches(ha, addr, holder)) return false;
+                    if (!free_entry_matches(addr, holder)) return false;
                     if (addr < cur_end) {
                         REQUIRE(in_use && !cached && s == cur,
                                 "page %p of span %p: in use %d, page-cached %d, arena index says span %p",
@@ -842,7 +844,7 @@ void span_check_dead(mspan *s) {
     for (uintptr_t i = 0; i < s->npages; i++) {
         uintptr_t p = s->base + i * PAGE_SIZE;
         if (span_lookup(p) != s) throw("span %p: page %zu maps to another span in the arena index", b, (size_t)i);
-        if (free_entry_owner(free_entry_of(arena_of(p), p)))
+        if (free_entry_owner(free_entry_of(p)))
             throw("span %p: page %zu still names an owner in the free map", b, (size_t)i);
     }
     if (!s->nwords) return;

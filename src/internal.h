@@ -75,6 +75,25 @@ typedef struct mcache mcache;
 typedef struct mcentral mcentral;
 typedef struct heap_arena heap_arena;
 
+/* The calling thread's thread pointer (x86-64: %fs:0, the TCB's self
+ * pointer; aarch64: tpidr_el0): one instruction, distinct for every live
+ * thread, never 0 or 1. */
+static ALWAYS_INLINE uintptr_t thread_id(void) {
+#if defined(__has_builtin) && __has_builtin(__builtin_thread_pointer) && defined(__GNUC__) && !defined(__clang__)
+    return (uintptr_t)__builtin_thread_pointer();
+#elif defined(__x86_64__)
+    uintptr_t tp;
+    __asm__("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+#elif defined(__aarch64__)
+    uintptr_t tp;
+    __asm__("mrs %0, tpidr_el0" : "=r"(tp));
+    return tp;
+#else
+#error "thread_id: unsupported architecture"
+#endif
+}
+
 static inline uintptr_t round_up(uintptr_t x, uintptr_t align) { return (x + align - 1) & ~(align - 1); }
 static inline uintptr_t round_down(uintptr_t x, uintptr_t align) { return x & ~(align - 1); }
 

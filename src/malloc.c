@@ -251,9 +251,19 @@ static bool free_large(mspan *s) {
     return true;
 }
 
-NOINLINE void free_overflow(mcache *c, void *ptr) { mcache_free_overflow(c, span_lookup_masked((uintptr_t)ptr), ptr); }
+NOINLINE void free_overflow(void *ptr) {
+    mspan *s = span_lookup_masked((uintptr_t)ptr);
+    mcache *c = current_cache();
+    if (unlikely(span_owner(s) != c)) {
+        free_slow(ptr); /* a thread past the start of its exit (mcache_thread_exit) */
+        return;
+    }
+    mcache_free_overflow(c, s, ptr);
+}
 
-NOINLINE void free_not_owned(void *ptr, mspan *s) {
+NOINLINE void free_not_owned(void *ptr) { free_not_owned_span(ptr, span_lookup_masked((uintptr_t)ptr)); }
+
+void free_not_owned_span(void *ptr, mspan *s) {
     uintptr_t p = (uintptr_t)ptr;
     if (unlikely(s == NULL)) {
         free_slow(ptr); /* a page in no span */
@@ -705,20 +715,19 @@ void delete_sized_checked(void *ptr, size_t size, size_t align, const char *op) 
      * checked against the free-map entry if the thread owns the page, else
      * against the span. */
     uintptr_t p = (uintptr_t)ptr;
-    heap_arena *ha = arena_of_masked(p);
-    if (likely(align == 0) && likely(size <= MAX_SMALL_SIZE) && likely(ha != NULL)) {
+    if (likely(align == 0) && likely(size <= MAX_SMALL_SIZE) && likely((p >> ARENA_SHIFT) < ARENA_INDEX_LEN)) {
         unsigned spc = small_spanclass(size);
-        const struct free_entry *e = free_entry_of(ha, p);
-        mcache *c = current_cache();
-        if (likely(free_entry_owner(e) == c)) {
-            if (likely(e->cache_slot == spc * sizeof(struct cache_class))) {
-                free_owned(ptr, c, e);
+        const char *maps = (const char *)&free_maps;
+        uintptr_t off = free_entry_offset(maps, p);
+        if (likely(free_entry_owner((const struct free_entry *)(maps + off)) == thread_id())) {
+            if (likely(ENTRY_FIELD(maps, off, spanclass) == spc)) {
+                free_owned(ptr, maps, off);
                 return;
             }
         } else {
-            mspan *s = arena_span_of(ha, p);
+            mspan *s = span_lookup_masked(p);
             if (s != NULL && spc == s->spanclass) {
-                free_not_owned(ptr, s);
+                free_not_owned_span(ptr, s);
                 return;
             }
         }

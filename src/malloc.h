@@ -43,14 +43,16 @@ void *malloc_failed(size_t count, size_t size) __attribute__((cold));
 
 void *malloc_large(size_t size, bool zero, size_t align);
 void free_slow(void *ptr);
-/* free of ptr on a page the calling thread does not own (its free-map
- * entry names another cache or none); s is the span the page maps to
- * (NULL if none): remote frees and large objects take short paths,
- * anything doubtful free_slow. errno is kept. */
-void free_not_owned(void *ptr, mspan *s);
-/* free of an object in use of a span c owns when c's reuse stack for the
- * class is full. */
-void free_overflow(mcache *c, void *ptr);
+/* free of ptr (below 2^HEAP_ADDR_BITS) on a page the calling thread does
+ * not own (its free-map entry names another cache or none): remote frees
+ * and large objects take short paths, anything doubtful free_slow. errno
+ * is kept. */
+void free_not_owned(void *ptr);
+/* The same, s the span ptr's page maps to (NULL if none). */
+void free_not_owned_span(void *ptr, mspan *s);
+/* free of an object in use of a span the calling thread owns when its
+ * reuse stack for the class is full. */
+void free_overflow(void *ptr);
 
 static ALWAYS_INLINE unsigned small_spanclass(size_t size) {
     return size <= SMALL_SIZE_MAX
@@ -97,16 +99,28 @@ static ALWAYS_INLINE bool owned_object_in_use(const mspan *s, uintptr_t p) {
     return likely(span_exact_index(s, p) < s->fast_fresh) && likely(!reuse_tagged((const void *)p));
 }
 
-/* free of ptr whose free-map entry e (arena.h) names the calling thread's
- * cache c: the object goes on c's reuse stack if it is an object start
- * handed out since the span was set up, of a class with reuse stacks
- * (exact_index below fast_fresh), and not free now (no free tag: mspan.h).
- * Anything else goes to the slow paths. */
-static ALWAYS_INLINE void free_owned(void *ptr, mcache *c, const struct free_entry *e) {
+/* A field of the free-map entry at byte offset off from maps (&free_maps),
+ * read as maps + off + field offset: one addressing mode, no add. */
+#define ENTRY_FIELD(maps, off, field)                                                                      \
+    (*(const __typeof__(((struct free_entry *)0)->field) *)((maps) + (off) + offsetof(struct free_entry, field)))
+/* Make the compiler forget what it knows of x (no instruction): it then
+ * addresses the entry's fields as base + index + displacement instead of
+ * first adding maps and off into a register of their own. */
+#define OPAQUE(x) __asm__("" : "+r"(x))
+
+/* free of ptr whose free-map entry (at off from maps, arena.h) names the
+ * calling thread: the object goes on the reuse stack of the entry's slot
+ * if it is an object start handed out since the span was set up, of a
+ * class with reuse stacks (free_index below fast_fresh), and not free now
+ * (no free tag: mspan.h). Anything else goes to the slow paths. */
+static ALWAYS_INLINE void free_owned(void *ptr, const char *maps, uintptr_t off) {
     uintptr_t p = (uintptr_t)ptr;
-    if (likely(exact_index(e->base, e->div_inv, e->div_shift, p) < e->fast_fresh) &&
+    OPAQUE(maps);
+    OPAQUE(off);
+    if (likely(free_index(ENTRY_FIELD(maps, off, base), ENTRY_FIELD(maps, off, mult), p) <
+               ENTRY_FIELD(maps, off, fast_fresh)) &&
         likely(!reuse_tagged(ptr))) {
-        struct cache_class *k = (struct cache_class *)((char *)c + e->cache_slot);
+        struct cache_class *k = ENTRY_FIELD(maps, off, slot);
         uint32_t top = k->reuse_bytes;
         if (likely(top < k->reuse_end)) { /* room on the stack */
             void **q = ptr;
@@ -115,26 +129,29 @@ static ALWAYS_INLINE void free_owned(void *ptr, mcache *c, const struct free_ent
             reuse_word_add(k, REUSE_PUSH);
             return;
         }
-        free_overflow(c, ptr);
+        free_overflow(ptr);
         return;
     }
     free_slow(ptr);
 }
 
+/* free: the arena index slot of ptr (any pointer at or above
+ * 2^HEAP_ADDR_BITS goes to the slow path), its page's free-map entry, the
+ * owner compared with the thread's id; see free_owned. */
 static ALWAYS_INLINE void free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
-    heap_arena *ha = arena_of_masked(p);
-    if (unlikely(ha == NULL)) {
-        free_slow(ptr); /* NULL, or not ours */
+    if (unlikely((p >> ARENA_SHIFT) >= ARENA_INDEX_LEN)) {
+        free_slow(ptr); /* not ours */
         return;
     }
-    const struct free_entry *e = free_entry_of(ha, p);
-    mcache *c = current_cache();
-    if (likely(free_entry_owner(e) == c)) {
-        free_owned(ptr, c, e);
+    const char *maps = (const char *)&free_maps;
+    OPAQUE(maps);
+    uintptr_t off = free_entry_offset(maps, p);
+    if (likely(atomic_load_explicit((const _Atomic uintptr_t *)(maps + off), memory_order_relaxed) == thread_id())) {
+        free_owned(ptr, maps, off);
         return;
     }
-    free_not_owned(ptr, arena_span_of(ha, p));
+    free_not_owned(ptr);
 }
 
 /* Usable size and validity of an allocated pointer; reports misuse for op. */

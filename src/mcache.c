@@ -446,6 +446,7 @@ static mcache *new_cache(bool is_fallback) {
     }
     clear_remote(c);
     c->fallback = is_fallback;
+    c->owner_id = is_fallback ? FALLBACK_OWNER_ID : thread_id();
     lock(&list_lock);
     c->prev = NULL;
     c->next = all_caches;
@@ -735,6 +736,7 @@ void mcache_fork_unlock_caches(void) {
  * threads were allocating at the moment of the fork, and pages a scavenger
  * had claimed, stay allocated: small leaks, never corruption. */
 static bool survivor(mcache *c) { return c == tls_cache || c == fallback; }
+static bool surviving_owner(uintptr_t id) { return id == tls_cache->owner_id || id == fallback->owner_id; }
 
 static void fork_free_reuse(mcache *c) {
     for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
@@ -853,7 +855,7 @@ void mcache_fork_child(void) {
     mheap_for_each_span(fork_fix_span, NULL);
     /* the dead threads' spans are unowned now, and so must their pages be
      * in the free map, also of a span a dead thread was taking */
-    arena_fork_clear_free_map(survivor);
+    arena_fork_clear_free_map(surviving_owner);
     for (;;) {
         mcache *victim = NULL;
         for (mcache *c = all_caches; c; c = c->next)

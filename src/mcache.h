@@ -192,6 +192,9 @@ struct mcache {
     } counts[NUM_SPAN_CLASSES];
 
     mcache *next, *prev; /* every live cache (cache list lock) */
+    uintptr_t owner_id;  /* what the free map says for spans this cache owns
+                            (arena.h, struct free_entry): its thread's
+                            thread_id(), or FALLBACK_OWNER_ID */
     bool fallback;       /* the shared cache of threads without one */
 };
 _Static_assert(offsetof(struct mcache, blocks) == 0, "cache_slot_offset counts from the cache");
@@ -200,6 +203,9 @@ _Static_assert(offsetof(struct mcache, blocks) == 0, "cache_slot_offset counts f
 static ALWAYS_INLINE struct cache_class *cache_class_of(mcache *c, unsigned spc) {
     return (struct cache_class *)((char *)c + cache_slot_offset(spc));
 }
+
+/* The fallback cache's owner id: no thread pointer (they are aligned). */
+#define FALLBACK_OWNER_ID ((uintptr_t)1)
 
 /* The cache of every thread that has none yet (or no more): all slots point
  * to emptyspan, so the first allocation falls into the slow path. */

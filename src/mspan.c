@@ -30,22 +30,17 @@
 
 mspan emptyspan; /* owner NULL, nelems 0 */
 
-/* The free-map entry of the page at p (a page of a span: its arena exists). */
-static struct free_entry *free_entry_at(uintptr_t p) {
-    return (struct free_entry *)free_entry_of(arena_of(p), p);
-}
-
 void span_set_owner(mspan *s, mcache *c) {
     for (uintptr_t i = 0; i < s->npages; i++) {
-        struct free_entry *e = free_entry_at(s->base + i * PAGE_SIZE);
+        struct free_entry *e = free_entry_of(s->base + i * PAGE_SIZE);
         if (c) {
-            e->base = s->base;
-            e->div_inv = s->div_inv;
+            e->slot = cache_class_of(c, s->spanclass);
+            e->base = (uint32_t)s->base;
+            e->mult = free_index_mult(s->div_inv, s->div_shift);
             e->fast_fresh = (uint32_t)s->fast_fresh;
-            e->cache_slot = s->cache_slot;
-            e->div_shift = s->div_shift;
+            e->spanclass = s->spanclass;
         }
-        atomic_store_explicit(&e->owner, c, memory_order_relaxed);
+        atomic_store_explicit(&e->owner, c ? c->owner_id : 0, memory_order_relaxed);
     }
     atomic_store_explicit(&s->owner, c, memory_order_relaxed);
 }
@@ -139,7 +134,7 @@ static void tag_fresh(mspan *s, unsigned w) {
     s->fresh = (uint16_t)end;
     if (reuse_limit_of(s->spanclass)) {
         s->fast_fresh = end;
-        for (uintptr_t i = 0; i < s->npages; i++) free_entry_at(s->base + i * PAGE_SIZE)->fast_fresh = end;
+        for (uintptr_t i = 0; i < s->npages; i++) free_entry_of(s->base + i * PAGE_SIZE)->fast_fresh = end;
     }
 }
 

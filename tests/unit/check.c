@@ -275,12 +275,10 @@ static void c_class(void) {
 static void c_stats(void) { atomic_fetch_add(&orphan_stats.nfree[spanclass_sizeclass(small_spc)], 1); }
 static void c_owner(void) { atomic_store(&small_span()->owner, NULL); }
 static void c_free_pages(void) { mheap_.pages.free_pages++; }
-static struct free_entry *entry_of(void *p) {
-    return (struct free_entry *)free_entry_of(arena_of((uintptr_t)p), (uintptr_t)p);
-}
+static struct free_entry *entry_of(void *p) { return free_entry_of((uintptr_t)p); }
 /* a large object's page named as this thread's: its frees would take the
  * small-object fast path */
-static void c_free_map_owner(void) { atomic_store(&entry_of(large_obj)->owner, current_cache()); }
+static void c_free_map_owner(void) { atomic_store(&entry_of(large_obj)->owner, thread_id()); }
 /* objects past the span's fresh mark accepted by the fast path */
 static void c_free_map_fresh(void) { entry_of(small_obj[0])->fast_fresh++; }
 static void c_record(void) { mheap_.spanalloc[0].inuse += mheap_.spanalloc[0].size; }

@@ -320,15 +320,13 @@ static void *fm_thread(void *arg) {
     fm_stage(o, 2, true);
     return NULL;
 }
-static const struct free_entry *fm_entry(const void *p) {
-    return free_entry_of(arena_of((uintptr_t)p), (uintptr_t)p);
-}
+static const struct free_entry *fm_entry(const void *p) { return free_entry_of((uintptr_t)p); }
 static void *fm_large;
 static mcache *fm_dead;
 static void fm_child(void *arg) {
     (void)arg;
     char why[512];
-    if (free_entry_owner(fm_entry(fm_large)) != NULL) {
+    if (free_entry_owner(fm_entry(fm_large)) != 0) {
         fprintf(stderr, "large object's page still names %p", (void *)fm_dead);
         _exit(1);
     }
@@ -342,8 +340,9 @@ TEST(free_map_follows_ownership) {
     mspan *s = span_of_ptr(p);
     for (uintptr_t i = 0; i < s->npages; i++) {
         const struct free_entry *e = fm_entry((void *)(s->base + i * PAGE_SIZE));
-        CHECK(free_entry_owner(e) == current_cache());
-        CHECK(e->base == s->base && e->div_inv == s->div_inv && e->cache_slot == s->cache_slot &&
+        CHECK(free_entry_owner(e) == thread_id() && current_cache()->owner_id == thread_id());
+        CHECK(e->base == (uint32_t)s->base && e->mult == free_index_mult(s->div_inv, s->div_shift) &&
+              e->slot == cache_class_of(current_cache(), s->spanclass) && e->spanclass == s->spanclass &&
               e->fast_fresh == s->fast_fresh);
     }
     gm_free(p);
@@ -352,19 +351,20 @@ TEST(free_map_follows_ownership) {
     pthread_t t;
     pthread_create(&t, NULL, fm_thread, &o);
     fm_stage(&o, 1, true);
-    CHECK(free_entry_owner(fm_entry(o.obj)) == o.cache && o.cache != current_cache());
+    CHECK(free_entry_owner(fm_entry(o.obj)) == o.cache->owner_id && o.cache != current_cache() &&
+          o.cache->owner_id != thread_id());
     /* as if o's thread were writing a new span's entries when we fork */
     fm_large = gm_malloc(300 << 10);
     fm_dead = o.cache;
     struct free_entry *e = (struct free_entry *)fm_entry(fm_large);
-    atomic_store(&e->owner, o.cache);
+    atomic_store(&e->owner, o.cache->owner_id);
     char err[1024];
     int st = tl_run_child(fm_child, NULL, err, sizeof err, 30);
-    atomic_store(&e->owner, NULL);
+    atomic_store(&e->owner, 0);
     CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x: %s", st, err);
     fm_stage(&o, 2, false);
     pthread_join(t, NULL);
-    CHECK(free_entry_owner(fm_entry(o.obj)) == NULL); /* handed back at exit */
+    CHECK(free_entry_owner(fm_entry(o.obj)) == 0); /* handed back at exit */
     gm_free(o.obj);
     gm_free(fm_large);
     CHECK(identities_hold());

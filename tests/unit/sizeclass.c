@@ -76,6 +76,31 @@ TEST(exact_index_only_at_object_starts) {
     }
 }
 
+/* The free fast path's 32-bit test (arena.h, free_index): for every class,
+ * at every offset of a span (and a little past it), the index at object
+ * starts and at least the span's object count elsewhere; with span bases
+ * whose low 32 bits wrap inside the span. Its exactness needs spans of at
+ * most 2^(17 + k) bytes for elemsize = odd * 2^k. */
+TEST(free_index_only_at_object_starts) {
+    uintptr_t bases[] = {(uintptr_t)1 << 40, ((uintptr_t)1 << 40) - PAGE_SIZE, ((uintptr_t)0x7ffe << 32) - 3 * PAGE_SIZE};
+    for (unsigned c = 1; c < NUM_SIZE_CLASSES; c++) {
+        unsigned size = class_to_size[c], span = class_to_npages[c] * PAGE_SIZE;
+        unsigned k = (unsigned)__builtin_ctz(size);
+        CHECKF(k <= FREE_INDEX_ROTATE && span <= ((uint64_t)1 << (17 + k)), "class %u: span of %u bytes", c, span);
+        unsigned odd = size >> k, inv = odd;
+        for (int i = 0; i < 5; i++) inv *= 2 - odd * inv;
+        uint32_t mult = free_index_mult(inv, k);
+        for (unsigned b = 0; b < sizeof bases / sizeof bases[0]; b++)
+            for (unsigned off = 0; off < span + 2 * PAGE_SIZE; off++) {
+                uint32_t idx = free_index((uint32_t)bases[b], mult, bases[b] + off);
+                if (off % size == 0)
+                    CHECKF(idx == off / size, "class %u offset %u: index %u", c, off, idx);
+                else
+                    CHECKF(idx >= class_to_nelems[c], "class %u offset %u: index %u", c, off, idx);
+            }
+    }
+}
+
 /* malloc's slot tables are its span-class tables mapped to slot offsets in
  * the cache (up to 1024 bytes indexed by the size itself), and each offset
  * is where the cache really has that slot. */
