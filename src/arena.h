@@ -5,7 +5,8 @@
  * its arena record in one load; the record maps each 8 KiB page to the
  * span holding it (Go: spanOf, two dependent loads), and, for pages of
  * spans a thread cache owns, to the free map's copy of what the owner's
- * free fast path needs (no Go counterpart: Go frees by sweeping).
+ * free fast path needs (no Go counterpart: Go frees by sweeping), which
+ * free reaches through free_maps without loading the record's address.
  * Go counterpart: heapArena and mheap.arenas (mheap.go), sysAlloc (malloc.go).
  */
 #ifndef GOMALLOC_ARENA_H
