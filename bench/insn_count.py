@@ -89,7 +89,7 @@ def write_budget(path, counts, slack):
             ", ".join("%d B %.1f" % (s, counts[s]) for s in SIZES if counts.get(s) is not None)))
         for s in SIZES:
             c = counts.get(s)
-            f.write("%-7d %s\n" % (s, "-" if c is None else "%d" % math.ceil(c * (1 + slack / 100.0))))
+            f.write("%-7d %s\n" % (s, "-" if c is None else "%d" % math.ceil(round(c * (1 + slack / 100.0), 2))))
 
 
 def main():
