@@ -150,7 +150,7 @@ static ALWAYS_INLINE void free_inline(void *ptr) {
     const char *maps = (const char *)&free_maps;
     OPAQUE(maps);
     uintptr_t off = free_entry_offset(maps, p);
-    if (likely(atomic_load_explicit((const _Atomic uintptr_t *)(maps + off), memory_order_relaxed) == thread_id())) {
+    if (likely(free_entry_owner((const struct free_entry *)(maps + off)) == thread_id())) {
         free_owned(ptr, maps, off);
         return;
     }
