@@ -8,7 +8,11 @@
 
 Each workload variant runs under each allocator by LD_PRELOAD (glibc: no
 preload), in a rotating order inside every repetition, so drift of the
-machine hits every allocator alike. A run counts only if it exits 0 and
+machine hits every allocator alike. A single-threaded variant runs pinned
+to one CPU, repetition i on CPU i mod (CPUs available), the same CPU for
+every allocator: on this virtual machine the same memory-bound run takes
+half as long again on one core as on the other, and unpinned the scheduler
+dealt the slow core to one allocator more often than to another. A run counts only if it exits 0 and
 prints the same checksum line as glibc's run of the same variant. Wall time
 is measured around fork+exec+wait4, peak RSS is wait4's ru_maxrss. The
 report (Markdown, plus a CSV of every run and a PNG chart drawn by gnuplot)
@@ -66,7 +70,8 @@ def workloads():
     W = []
 
     def add(group, name, argv, work, env=None):
-        W.append({"group": group, "name": name, "argv": argv, "work": work, "env": env or {}})
+        single = name.endswith("-t1") or name in ("fast-one-32", "frag", "python", "sqlite")
+        W.append({"group": group, "name": name, "argv": argv, "work": work, "env": env or {}, "single": single})
 
     add("fastpath", "fast-one-32", ["fastpath", "1", "{w}", "1", "32"], 80_000_000)
     for t in (1, 2, 4, 8):
@@ -114,14 +119,16 @@ class Run:
         self.ok, self.secs, self.rss_kib, self.out, self.err, self.cpu = ok, secs, rss_kib, out, err, cpu
 
 
-def run_once(argv, env, timeout):
+def run_once(argv, env, timeout, cpu=None):
     """Runs argv through build/runone (fork, exec, wait4); returns Run
-    (ok = exit status 0). See runone.c for why a launcher measures."""
+    (ok = exit status 0). See runone.c for why a launcher measures. cpu:
+    pin the run (runone and what it starts) to that CPU."""
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
     with tempfile.TemporaryDirectory() as td:
         fo, fe = os.path.join(td, "out"), os.path.join(td, "err")
         try:
             p = subprocess.run([os.path.join(BUILD, "runone"), str(timeout), fo, fe] + argv, env=env,
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, preexec_fn=pin)
         except OSError as e:
             return Run(False, 0.0, 0, "", "cannot start runone: %s" % e)
         o = e = ""
@@ -326,6 +333,8 @@ def write_report(path_md, title, meta, notes, selected, allocs, versions, S, rat
     for k, v in meta:
         L.append("- %s: %s" % (k, v))
     L.append("- allocators: " + "; ".join("%s = %s" % (a, versions.get(a, "?")) for a in names))
+    L.append("- single-threaded workloads pinned: repetition i on CPU i mod %d, the same for every allocator"
+             % len(os.sched_getaffinity(0)))
     L.append("- repetitions: %d per workload and allocator, allocators alternating in rotating order; "
              "run took %.0f s" % (args.reps, elapsed))
     L.append("- command: `make -C bench bench%s`" % (
@@ -590,18 +599,20 @@ def main():
     runs = {}
     dead = set()   # (workload, allocator) that failed: not run again
     t_start = time.time()
+    cpus = sorted(os.sched_getaffinity(0))
     for rep in range(args.reps):
         for wi, w in enumerate(W):
             k = (rep + wi) % len(allocs)
             order = allocs[k:] + allocs[:k]
             argv = command(w, div)
+            cpu = cpus[rep % len(cpus)] if w["single"] else None
             line = []
             for a, path in order:
                 if (w["name"], a) in dead:
                     continue
                 e = alloc_env(env, path, a)
                 e.update(w["env"])
-                r = run_once(argv, e, args.timeout)
+                r = run_once(argv, e, args.timeout, cpu)
                 runs.setdefault((w["name"], a), []).append(r)
                 if not r.ok:
                     dead.add((w["name"], a))
