@@ -426,9 +426,7 @@ void *mcache_alloc_slow(uint8_t spc, size_t size) {
 }
 
 void *mcache_alloc_slot_slow(size_t size, struct cache_class *k) {
-    unsigned off = (unsigned)((char *)k - (char *)tls_cache);
-    return mcache_alloc_slow((uint8_t)(off / CLASS_BLOCK_BYTES * 2 + (off % CLASS_BLOCK_BYTES == NOSCAN_SLOT_OFFSET)),
-                             size);
+    return mcache_alloc_slow(cache_slot_spanclass((unsigned)((char *)k - (char *)tls_cache)), size);
 }
 
 /* ---- Threads ----------------------------------------------------------- */
@@ -485,9 +483,11 @@ static void fold_into_orphans(mcache *c) {
 static void delete_cache(mcache *c) {
     /* Nothing may still belong to the cache: an owned span left behind would
      * look owned by whichever thread gets this record next. */
-    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
-        if (cache_class_of(c, spc)->alloc != &emptyspan || c->partial[spc] || c->full[spc] || reuse_depth(cache_class_of(c, spc)))
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+        struct cache_class *k = cache_class_of(c, spc);
+        if (k->alloc != &emptyspan || c->partial[spc] || c->full[spc] || reuse_depth(k))
             throw("cache %p deleted with spans of class %u left", (void *)c, spc);
+    }
     if (atomic_load(&c->notify)) throw("cache %p deleted with a pending notify stack", (void *)c);
     lock(&list_lock);
     if (c->prev)
@@ -679,9 +679,10 @@ void mcache_sum_stats(struct class_stats out[NUM_SIZE_CLASSES], uint64_t large[5
         /* Slots still free in the current windows were counted as allocated
          * when the windows were loaded (racy read: exact at quiescence). */
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-            unsigned k = (unsigned)__builtin_popcountll(__atomic_load_n(&cache_class_of(c, spc)->window, __ATOMIC_RELAXED));
+            struct cache_class *k = cache_class_of(c, spc);
+            unsigned left = (unsigned)__builtin_popcountll(__atomic_load_n(&k->window, __ATOMIC_RELAXED));
             struct class_stats *o = &out[spanclass_sizeclass((uint8_t)spc)];
-            o->nmalloc = o->nmalloc >= k ? o->nmalloc - k : 0;
+            o->nmalloc = o->nmalloc >= left ? o->nmalloc - left : 0;
         }
     }
     for (unsigned i = 0; i < NUM_SIZE_CLASSES; i++) {
@@ -819,9 +820,10 @@ static void fork_balance_stats(void) {
     memset(&t, 0, sizeof t);
     mheap_for_each_span(count_objects, &t);
     for (mcache *c = all_caches; c; c = c->next)
-        for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
-            t.objs[spanclass_sizeclass((uint8_t)spc)] -=
-                (uint64_t)__builtin_popcountll(cache_class_of(c, spc)->window) + reuse_depth(cache_class_of(c, spc));
+        for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
+            struct cache_class *k = cache_class_of(c, spc);
+            t.objs[spanclass_sizeclass((uint8_t)spc)] -= (uint64_t)__builtin_popcountll(k->window) + reuse_depth(k);
+        }
     uint64_t large[5];
     uint32_t n;
     mcache_sum_stats(have, large, &n, true);
@@ -865,9 +867,10 @@ void mcache_fork_child(void) {
             }
         if (!victim) break;
         for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
-            cache_class_of(victim, spc)->alloc = &emptyspan;
-            cache_class_of(victim, spc)->window = 0;
-            cache_class_of(victim, spc)->window_word = NO_WINDOW;
+            struct cache_class *k = cache_class_of(victim, spc);
+            k->alloc = &emptyspan;
+            k->window = 0;
+            k->window_word = NO_WINDOW;
             victim->partial[spc] = victim->full[spc] = NULL;
         }
         atomic_store_explicit(&victim->notify, NULL, memory_order_relaxed);

@@ -81,6 +81,10 @@ _Static_assert(offsetof(struct class_block, noscan) - offsetof(struct class_bloc
 static inline unsigned cache_slot_offset(unsigned spc) {
     return (spc >> 1) * CLASS_BLOCK_BYTES + (spc & 1) * NOSCAN_SLOT_OFFSET;
 }
+/* Its inverse: the span class of the slot at byte offset off. */
+static inline uint8_t cache_slot_spanclass(unsigned off) {
+    return (uint8_t)(off / CLASS_BLOCK_BYTES * 2 + (off % CLASS_BLOCK_BYTES == NOSCAN_SLOT_OFFSET));
+}
 /* A slot's reuse stack (slots with reuse_end > 0 only). */
 static ALWAYS_INLINE void **reuse_stack(struct cache_class *k) {
     return (void **)((char *)k - REUSE_STACK_BYTES);

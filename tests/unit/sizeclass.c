@@ -116,9 +116,11 @@ TEST(slot_tables_match_spanclass_tables) {
         CHECKF(malloc_size_to_slot128[i] == cache_slot_offset(spc), "slot128[%u]", i);
         CHECKF((char *)c + malloc_size_to_slot128[i] == (char *)&c->blocks[spc >> 1].noscan, "slot128[%u]", i);
     }
-    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++)
+    for (unsigned spc = 0; spc < NUM_SPAN_CLASSES; spc++) {
         CHECKF(cache_class_of(c, spc) == (spc & 1 ? &c->blocks[spc >> 1].noscan : &c->blocks[spc >> 1].scan),
                "span class %u", spc);
+        CHECKF(cache_slot_spanclass(cache_slot_offset(spc)) == spc, "span class %u", spc);
+    }
 }
 
 TEST(division_magic_exact) {
