@@ -103,10 +103,10 @@ static ALWAYS_INLINE heap_arena *arena_of(uintptr_t p) {
     return atomic_load_explicit(&arena_index[p >> ARENA_SHIFT], memory_order_relaxed);
 }
 
-/* The span recorded for the page of p modulo 2^HEAP_ADDR_BITS: the free
- * fast path's lookup, with no branch on the high bits. A pointer with high
- * bits set aliases a heap page, and span_exact_index rejects it (its offset
- * into the span is above 2^HEAP_ADDR_BITS). */
+/* The arena of p modulo 2^HEAP_ADDR_BITS: a lookup with no branch on the
+ * high bits, for paths that then check the pointer against the span. A
+ * pointer with high bits set aliases a heap page, and span_exact_index
+ * rejects it (its offset into the span is above 2^HEAP_ADDR_BITS). */
 static ALWAYS_INLINE heap_arena *arena_of_masked(uintptr_t p) {
     return atomic_load_explicit(&arena_index[(p >> ARENA_SHIFT) & (ARENA_INDEX_LEN - 1)], memory_order_relaxed);
 }
