@@ -43,7 +43,7 @@ struct free_entry {
 _Static_assert(sizeof(struct free_entry) == (size_t)1 << FREE_ENTRY_SHIFT, "two free-map entries per cache line");
 
 /* The index of the object that starts at p, if p is an object start in the
- * span of entry e's page (and p < 2^HEAP_ADDR_BITS, which puts p's page in
+ * span whose free-map entry holds base and mult (and p < 2^HEAP_ADDR_BITS, which puts p's page in
  * that span); otherwise a number of at least the span's object count. In
  * 32-bit arithmetic: with elemsize = odd * 2^k, mult is the inverse of odd
  * modulo 2^32 times 2^(15 - k), so an object start i * elemsize becomes

@@ -156,7 +156,6 @@ static bool span_shape(mspan *s) {
             (unsigned)class_to_nelems[cls]);
     REQUIRE(s->npages == class_to_npages[cls], "span %p: npages %zu for class %u", b, (size_t)s->npages, cls);
     REQUIRE(s->div_mul == class_to_divmagic[cls], "span %p: division magic", b);
-    REQUIRE(s->cache_slot == cache_slot_offset(s->spanclass), "span %p: cache slot %u", b, s->cache_slot);
     REQUIRE(s->div_shift == __builtin_ctzll(s->elemsize) && s->div_inv * (s->elemsize >> s->div_shift) == 1,
             "span %p: exact-division constants", b);
     REQUIRE(s->fast_fresh == (reuse_limit_of(s->spanclass) ? s->fresh : 0u), "span %p: fast_fresh %zu, fresh %u", b,

@@ -72,7 +72,6 @@ void span_init_small(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->next = s->prev = NULL;
     atomic_store_explicit(&s->notify_next, NULL, memory_order_relaxed);
     s->spanclass = spanclass;
-    s->cache_slot = (uint16_t)cache_slot_offset(spanclass);
     s->needzero = needzero;
     s->nwords = (uint8_t)((s->nelems + 63) / 64);
     s->place = PLACE_NONE;
@@ -101,7 +100,6 @@ void span_init_large(mspan *s, uint8_t spanclass, uintptr_t base, uintptr_t npag
     s->limit = base + npages * PAGE_SIZE;
     s->next = s->prev = NULL;
     s->spanclass = spanclass;
-    s->cache_slot = 0;
     s->needzero = needzero;
     s->nwords = 0;
     s->place = PLACE_NONE;

@@ -149,8 +149,6 @@ struct mspan {
                                   COUNTDOWN_EMPTY: a kept empty span */
     uint16_t fresh;            /* objects from here on were never handed out and
                                   carry no tag (see the header comment); owner */
-    uint16_t cache_slot;       /* byte offset of the span class's slot in
-                                  its cache (cache_slot_offset) */
 
     /* Interleaved bitmaps: bits[2w] allocation word w, bits[2w+1] remote-free
      * word w. Sized by the record kind (mheap.c). */
